@@ -1,1 +1,58 @@
+//! douyin-order-sync: copies a merchant's Douyin Life (抖音来客) orders into PostgreSQL.
+//!
+//! `run` is the whole program; `main` only maps its result to an exit code. The modules are flat
+//! and each owns one job: `cli` (flags as typed), `config` (validated settings), `window` (dates
+//! in UTC+8 and day slices), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
+//! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
+//! account), `job` (a run over all accounts), `stop` (signals), `logging`, `error`.
+#![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod douyin;
+pub mod error;
+pub mod job;
+pub mod logging;
+pub mod order;
+pub mod pacer;
+pub mod stop;
+pub mod store;
+pub mod sync;
+pub mod window;
+
+use crate::config::Config;
+use crate::error::Error;
+
+/// Parse the command line and configuration, then run.
+pub fn run() -> Result<(), Error> {
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args = match cli::parse(&argv) {
+        Ok(Ok(args)) => args,
+        Ok(Err(help)) => {
+            print!("{help}");
+            return Ok(());
+        }
+        Err(usage) => return Err(Error::Usage(usage)),
+    };
+    logging::init(Config::peek_log_format(&args));
+    let config = Config::load(&args)?;
+    let stop = stop::Stop::install()?;
+    match args.command {
+        None => job::run(&config, &stop),
+        Some(cli::Command::Check(_)) => Err(Error::Usage(
+            "check is not available yet".into(),
+        )),
+    }
+}
+
+/// Print an error once: through the logger when it runs (so JSON logs stay JSON), else plainly.
+pub fn report(error: &Error) {
+    if logging::initialised() {
+        log::error!("{error}");
+    } else {
+        eprintln!("douyin-order-sync: {error}");
+    }
+}

@@ -1,0 +1,806 @@
+//! Flags, environment and `.env`, validated once into a [`Config`].
+//!
+//! This is the only place that reads variables and the only place that reports a bad setting, so
+//! every configuration error has the same shape: one line naming the variable and, unless it is a
+//! secret, its value. Precedence: flags, then the environment, then the `.env` file. An empty value
+//! counts as unset, as it did for the Python tool.
+
+use crate::cli::Args;
+use crate::error::Error;
+use crate::window::{self, Span};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A value that must never reach a log: Debug and Display print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which order time the window applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeField {
+    /// `update_order_*`: catches refunds and status changes of older orders (the default).
+    Update,
+    /// `create_order_*`: what the Python tool's `.env.example` chose.
+    Create,
+}
+
+impl TimeField {
+    pub fn key(self) -> &'static str {
+        match self {
+            TimeField::Update => "update_time",
+            TimeField::Create => "create_time",
+        }
+    }
+}
+
+/// What to sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// An explicit range with its own checkpoint row; `span.end` is exclusive.
+    Range(Span),
+    /// From the checkpoint (minus the overlap) to now; the first run goes `sync_days` back.
+    Incremental { sync_days: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// How TLS to PostgreSQL is negotiated, from `sslmode` in DB_URL (libpq's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Where PostgreSQL is.
+#[derive(Clone)]
+pub struct Database {
+    config: postgres::Config,
+    masked: String,
+    tls: TlsMode,
+    root_cert: Option<PathBuf>,
+}
+
+impl Database {
+    /// Connection settings (their Debug output redacts the password).
+    pub fn pg_config(&self) -> &postgres::Config {
+        &self.config
+    }
+    /// DB_URL with its password replaced by `***`, for messages.
+    pub fn masked_url(&self) -> &str {
+        &self.masked
+    }
+    pub fn tls(&self) -> TlsMode {
+        self.tls
+    }
+    pub fn root_cert(&self) -> Option<&Path> {
+        self.root_cert.as_deref()
+    }
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Database({})", self.masked)
+    }
+}
+
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries per request, the first included.
+    pub max_tries: u32,
+    pub base: Duration,
+    pub max_delay: Duration,
+}
+
+/// The validated configuration of one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    database: Database,
+    app_id: String,
+    app_secret: Secret,
+    accounts: Vec<String>,
+    api_base: String,
+    page_size: u32,
+    order_status: Option<i64>,
+    get_secret_number: bool,
+    max_qps: u32,
+    concurrency: usize,
+    window: WindowSpec,
+    time_field: TimeField,
+    retry: RetryPolicy,
+    http_timeout: Duration,
+    overlap_secs: i64,
+    log_format: LogFormat,
+    legacy_variables: Vec<&'static str>,
+    env_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+    pub fn app_id(&self) -> &str {
+        &self.app_id
+    }
+    pub fn app_secret(&self) -> &Secret {
+        &self.app_secret
+    }
+    pub fn accounts(&self) -> &[String] {
+        &self.accounts
+    }
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+    pub fn page_size(&self) -> u32 {
+        self.page_size
+    }
+    pub fn order_status(&self) -> Option<i64> {
+        self.order_status
+    }
+    pub fn get_secret_number(&self) -> bool {
+        self.get_secret_number
+    }
+    pub fn max_qps(&self) -> u32 {
+        self.max_qps
+    }
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+    pub fn window(&self) -> &WindowSpec {
+        &self.window
+    }
+    pub fn time_field(&self) -> TimeField {
+        self.time_field
+    }
+    pub fn retry(&self) -> RetryPolicy {
+        self.retry
+    }
+    pub fn http_timeout(&self) -> Duration {
+        self.http_timeout
+    }
+    pub fn overlap_secs(&self) -> i64 {
+        self.overlap_secs
+    }
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+    /// The old daemon's variables that were set (they are ignored now).
+    pub fn legacy_variables(&self) -> &[&'static str] {
+        &self.legacy_variables
+    }
+    /// The `.env` file that was read, if any.
+    pub fn env_file(&self) -> Option<&Path> {
+        self.env_file.as_deref()
+    }
+
+    /// Read flags, the process environment and the `.env` file, and validate.
+    pub fn load(args: &Args) -> Result<Config, Error> {
+        let env: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let (dotenv, env_file) = read_env_file(args.env_file.as_deref())?;
+        let flags: HashMap<String, String> = args
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        Config::from_sources(&Sources {
+            flags,
+            env,
+            dotenv,
+            env_file,
+        })
+    }
+
+    /// The log format alone, read before the logger exists (so that even configuration errors
+    /// are printed in the chosen format). Unknown values fall back to text; `load` reports them.
+    pub fn peek_log_format(args: &Args) -> LogFormat {
+        let from_env = std::env::var("LOG_FORMAT").ok();
+        let value = from_env.or_else(|| {
+            read_env_file(args.env_file.as_deref())
+                .ok()
+                .and_then(|(d, _)| d.get("LOG_FORMAT").cloned())
+        });
+        match value.as_deref().map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        }
+    }
+
+    pub fn from_sources(sources: &Sources) -> Result<Config, Error> {
+        let s = sources;
+        let database = parse_db_url(&s.required("DB_URL")?)?;
+        let app_id = s.required("APPID")?;
+        let app_secret = Secret::new(s.required("AppSecret")?);
+        let accounts = parse_accounts(&s.required("ACCOUNT_ID")?)?;
+
+        let api_base = s
+            .get("API_BASE_URL")
+            .unwrap_or_else(|| "https://open.douyin.com".into());
+        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
+            return Err(invalid(
+                "API_BASE_URL",
+                &api_base,
+                "must start with https:// or http://",
+            ));
+        }
+        let api_base = api_base.trim_end_matches('/').to_string();
+
+        let page_size = s.number("PAGE_SIZE", 50, 1, 100)? as u32;
+        let order_status = match s.get("ORDER_STATUS") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<i64>()
+                    .map_err(|_| invalid("ORDER_STATUS", &v, "must be an integer"))?,
+            ),
+        };
+        let get_secret_number = s.boolean("GET_SECRET_NUMBER", false)?;
+        let max_qps = s.number("MAX_QPS", 10, 1, 1000)? as u32;
+        // Enough requests in flight to keep MAX_QPS busy up to ~1 s of latency.
+        let concurrency = s.number("CONCURRENCY", i64::from(max_qps.clamp(2, 32)), 1, 256)? as usize;
+        let time_field = if s.boolean("USE_CREATE_TIME", false)? {
+            TimeField::Create
+        } else {
+            TimeField::Update
+        };
+        let window = parse_window(s)?;
+        let retry = RetryPolicy {
+            max_tries: s.number("RETRY_MAX_TRIES", 8, 1, 100)? as u32,
+            base: Duration::from_millis(s.number("RETRY_BASE_MS", 1000, 1, 600_000)? as u64),
+            max_delay: Duration::from_millis(
+                s.number("RETRY_MAX_DELAY_MS", 30_000, 1, 3_600_000)? as u64,
+            ),
+        };
+        let http_timeout = Duration::from_secs(s.number("HTTP_TIMEOUT_SECS", 30, 1, 600)? as u64);
+        let overlap_secs = s.number("OVERLAP_SECS", 600, 0, 86_400)?;
+        let log_format = match s.get("LOG_FORMAT") {
+            None => LogFormat::Text,
+            Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(v) => return Err(invalid("LOG_FORMAT", &v, "must be text or json")),
+        };
+        let legacy_variables = ["SYNC_INTERVAL", "TASK_ID"]
+            .into_iter()
+            .filter(|name| s.get(name).is_some())
+            .collect();
+        Ok(Config {
+            database,
+            app_id,
+            app_secret,
+            accounts,
+            api_base,
+            page_size,
+            order_status,
+            get_secret_number,
+            max_qps,
+            concurrency,
+            window,
+            time_field,
+            retry,
+            http_timeout,
+            overlap_secs,
+            log_format,
+            legacy_variables,
+            env_file: s.env_file.clone(),
+        })
+    }
+}
+
+/// Where variables come from, highest precedence first.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub flags: HashMap<String, String>,
+    pub env: HashMap<String, String>,
+    pub dotenv: HashMap<String, String>,
+    pub env_file: Option<PathBuf>,
+}
+
+impl Sources {
+    /// The trimmed value of a variable; empty counts as unset.
+    fn get(&self, name: &str) -> Option<String> {
+        [&self.flags, &self.env, &self.dotenv]
+            .into_iter()
+            .find_map(|m| m.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()))
+            .map(str::to_string)
+    }
+
+    fn required(&self, name: &str) -> Result<String, Error> {
+        self.get(name).ok_or_else(|| {
+            Error::config(format!(
+                "{name} is not set (set it in the environment or in .env)"
+            ))
+        })
+    }
+
+    fn number(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, Error> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        let n: i64 = v
+            .parse()
+            .map_err(|_| invalid(name, &v, "must be a whole number"))?;
+        if n < min || n > max {
+            return Err(invalid(name, &v, &format!("must be between {min} and {max}")));
+        }
+        Ok(n)
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, Error> {
+        let Some(v) = self.get(name) else {
+            return Ok(default);
+        };
+        match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(invalid(name, &v, "must be true or false (or 1/0)")),
+        }
+    }
+}
+
+/// The one shape of a configuration error about a value that is not secret.
+fn invalid(name: &str, value: &str, problem: &str) -> Error {
+    Error::config(format!("{name}={value:?} {problem}"))
+}
+
+fn parse_accounts(value: &str) -> Result<Vec<String>, Error> {
+    let mut accounts: Vec<String> = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        if part.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "ACCOUNT_ID",
+                value,
+                "must be one account id or a comma-separated list of them",
+            ));
+        }
+        if !accounts.iter().any(|a| a == part) {
+            accounts.push(part.to_string());
+        }
+    }
+    Ok(accounts)
+}
+
+fn parse_window(s: &Sources) -> Result<WindowSpec, Error> {
+    let start_date = s.get("START_DATE");
+    let end_date = s.get("END_DATE");
+    let (start_name, end_name, span) = if start_date.is_some() || end_date.is_some() {
+        let (Some(a), Some(b)) = (start_date, end_date) else {
+            return Err(Error::config(
+                "START_DATE and END_DATE go together: a range needs both ends",
+            ));
+        };
+        let start = window::parse_start_date(&a).map_err(|e| invalid("START_DATE", &a, &e))?;
+        let end = window::parse_end_date(&b).map_err(|e| invalid("END_DATE", &b, &e))?;
+        ("START_DATE", "END_DATE", Span { start, end })
+    } else if s.get("START_TIME").is_some() || s.get("END_TIME").is_some() {
+        let (Some(a), Some(b)) = (s.get("START_TIME"), s.get("END_TIME")) else {
+            return Err(Error::config(
+                "START_TIME and END_TIME go together: a range needs both ends",
+            ));
+        };
+        let start = epoch_seconds("START_TIME", &a)?;
+        // END_TIME is inclusive, as it was for the Python tool.
+        let end = epoch_seconds("END_TIME", &b)? + 1;
+        ("START_TIME", "END_TIME", Span { start, end })
+    } else {
+        let sync_days = s.number("SYNC_DAYS", 1, 1, 3650)? as u32;
+        return Ok(WindowSpec::Incremental { sync_days });
+    };
+    if span.end <= span.start {
+        return Err(Error::config(format!(
+            "{end_name} ({}) is before {start_name} ({})",
+            window::format_local(span.end - 1),
+            window::format_local(span.start)
+        )));
+    }
+    Ok(WindowSpec::Range(span))
+}
+
+fn epoch_seconds(name: &str, value: &str) -> Result<i64, Error> {
+    let n: i64 = value
+        .parse()
+        .map_err(|_| invalid(name, value, "must be epoch seconds"))?;
+    if n > 100_000_000_000 {
+        return Err(invalid(
+            name,
+            value,
+            "looks like milliseconds: give epoch seconds",
+        ));
+    }
+    if n < 0 {
+        return Err(invalid(name, value, "must not be negative"));
+    }
+    Ok(n)
+}
+
+/// Parse DB_URL: accepts SQLAlchemy's `postgresql+psycopg2://` spelling and libpq's `sslmode`
+/// values that the postgres crate does not know (`verify-ca`, `verify-full`).
+fn parse_db_url(raw: &str) -> Result<Database, Error> {
+    let masked = mask_url(raw);
+    let bad = |problem: &str| Error::config(format!("DB_URL ({masked}) {problem}"));
+    let (scheme, rest) = raw
+        .split_once("://")
+        .ok_or_else(|| bad("is not a URL: expected postgres://user:password@host:5432/dbname"))?;
+    let scheme_ok = matches!(scheme, "postgres" | "postgresql")
+        || scheme.starts_with("postgresql+")
+        || scheme.starts_with("postgres+");
+    if !scheme_ok {
+        return Err(bad("must start with postgres:// or postgresql://"));
+    }
+    let (location, query) = match rest.split_once('?') {
+        Some((l, q)) => (l, Some(q)),
+        None => (rest, None),
+    };
+    let mut tls = TlsMode::Prefer;
+    let mut root_cert = None;
+    let mut kept = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        if pair.is_empty() {
+            continue;
+        }
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sslmode" => {
+                tls = match v {
+                    "disable" => TlsMode::Disable,
+                    "allow" | "prefer" => TlsMode::Prefer,
+                    "require" => TlsMode::Require,
+                    "verify-ca" => TlsMode::VerifyCa,
+                    "verify-full" => TlsMode::VerifyFull,
+                    _ => {
+                        return Err(bad(&format!(
+                            "has sslmode={v}: expected disable, prefer, require, verify-ca or verify-full"
+                        )))
+                    }
+                }
+            }
+            "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
+            _ => kept.push(pair),
+        }
+    }
+    let mut url = format!("postgresql://{location}");
+    if !kept.is_empty() {
+        url.push('?');
+        url.push_str(&kept.join("&"));
+    }
+    let mut config: postgres::Config = url
+        .parse()
+        .map_err(|_| bad("is not a valid PostgreSQL URL"))?;
+    if config.get_hosts().is_empty() {
+        config.host("localhost");
+    }
+    config.ssl_mode(match tls {
+        TlsMode::Disable => postgres::config::SslMode::Disable,
+        TlsMode::Prefer => postgres::config::SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
+            postgres::config::SslMode::Require
+        }
+    });
+    config.connect_timeout(Duration::from_secs(10));
+    config.application_name("douyin-order-sync");
+    Ok(Database {
+        config,
+        masked,
+        tls,
+        root_cert,
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(Ok(b)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// DB_URL with the password replaced by `***` (in the user-info part and in a `password=`
+/// parameter).
+pub fn mask_url(raw: &str) -> String {
+    let mut out = raw.to_string();
+    if let Some(scheme_end) = raw.find("://") {
+        let after = scheme_end + 3;
+        let authority_end = raw[after..]
+            .find(['/', '?'])
+            .map_or(raw.len(), |i| after + i);
+        if let Some(at) = raw[after..authority_end].rfind('@') {
+            let userinfo = &raw[after..after + at];
+            if let Some(colon) = userinfo.find(':') {
+                out = format!(
+                    "{}***{}",
+                    &raw[..after + colon + 1],
+                    &raw[after + at..]
+                );
+            }
+        }
+    }
+    if let Some(pos) = out.find("password=") {
+        let start = pos + "password=".len();
+        let end = out[start..].find('&').map_or(out.len(), |i| start + i);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+/// Read the `.env` file: the one named by `--env-file` (which must exist), else `./.env`, else
+/// `.env` beside the binary.
+fn read_env_file(explicit: Option<&str>) -> Result<(HashMap<String, String>, Option<PathBuf>), Error> {
+    let path = match explicit {
+        Some(p) => {
+            let p = PathBuf::from(p);
+            if !p.is_file() {
+                return Err(Error::config(format!(
+                    "--env-file {} does not exist",
+                    p.display()
+                )));
+            }
+            Some(p)
+        }
+        None => {
+            let beside_binary = std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join(".env")));
+            std::iter::once(PathBuf::from(".env"))
+                .chain(beside_binary)
+                .find(|p| p.is_file())
+        }
+    };
+    let Some(path) = path else {
+        return Ok((HashMap::new(), None));
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error::config(format!("cannot read {}: {e}", path.display()))
+    })?;
+    Ok((parse_dotenv(&text), Some(path)))
+}
+
+/// The `.env` format python-dotenv reads: `KEY=VALUE`, optional `export `, `#` comments, single
+/// or double quotes, an inline ` #` comment after an unquoted value.
+pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
+    let mut vars = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let value = value.trim();
+        let value = if let Some(inner) = value
+            .strip_prefix('"')
+            .and_then(|v| v.rfind('"').map(|end| &v[..end]))
+        {
+            inner.replace("\\n", "\n").replace("\\\"", "\"")
+        } else if let Some(inner) = value
+            .strip_prefix('\'')
+            .and_then(|v| v.rfind('\'').map(|end| &v[..end]))
+        {
+            inner.to_string()
+        } else {
+            match value.find(" #") {
+                Some(i) => value[..i].trim_end().to_string(),
+                None => value.to_string(),
+            }
+        };
+        vars.insert(key.to_string(), value);
+    }
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources(pairs: &[(&str, &str)]) -> Sources {
+        let mut env: HashMap<String, String> = [
+            ("DB_URL", "postgres://u:pw@localhost:5432/db"),
+            ("APPID", "tt_app"),
+            ("AppSecret", "0123456789abcdef0123456789abcdef"),
+            ("ACCOUNT_ID", "7000000000000000001"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Sources {
+            env,
+            ..Sources::default()
+        }
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        match Config::from_sources(&sources(pairs)) {
+            Ok(_) => panic!("expected an error for {pairs:?}"),
+            Err(e) => {
+                assert_eq!(e.exit_code(), 78);
+                e.to_string()
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_python_tool_except_the_time_field() {
+        let c = Config::from_sources(&sources(&[])).unwrap();
+        assert_eq!(c.page_size(), 50);
+        assert_eq!(c.max_qps(), 10);
+        assert_eq!(c.api_base(), "https://open.douyin.com");
+        assert_eq!(c.time_field(), TimeField::Update);
+        assert_eq!(c.window(), &WindowSpec::Incremental { sync_days: 1 });
+        assert!(!c.get_secret_number());
+    }
+
+    #[test]
+    fn a_missing_required_variable_is_named() {
+        let mut s = sources(&[]);
+        s.env.remove("APPID");
+        let e = Config::from_sources(&s).unwrap_err();
+        assert_eq!(e.exit_code(), 78);
+        assert!(e.to_string().contains("APPID is not set"), "{e}");
+    }
+
+    #[test]
+    fn page_size_outside_1_to_100_is_refused_with_its_value() {
+        assert!(err(&[("PAGE_SIZE", "101")]).contains("PAGE_SIZE=\"101\""));
+        assert!(err(&[("PAGE_SIZE", "0")]).contains("between 1 and 100"));
+    }
+
+    #[test]
+    fn end_before_start_is_refused() {
+        let e = err(&[("START_DATE", "2024-01-05"), ("END_DATE", "2024-01-04")]);
+        assert!(e.contains("END_DATE") && e.contains("before START_DATE"), "{e}");
+    }
+
+    #[test]
+    fn dates_win_over_epoch_times() {
+        let c = Config::from_sources(&sources(&[
+            ("START_DATE", "2024-01-01"),
+            ("END_DATE", "2024/01/02"),
+            ("START_TIME", "1"),
+            ("END_TIME", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.window(),
+            &WindowSpec::Range(Span {
+                start: 1_704_038_400,
+                end: 1_704_038_400 + 2 * 86_400
+            })
+        );
+    }
+
+    #[test]
+    fn end_time_is_inclusive() {
+        let c = Config::from_sources(&sources(&[("START_TIME", "100"), ("END_TIME", "200")]))
+            .unwrap();
+        assert_eq!(c.window(), &WindowSpec::Range(Span { start: 100, end: 201 }));
+    }
+
+    #[test]
+    fn a_range_needs_both_ends() {
+        assert!(err(&[("START_DATE", "2024-01-01")]).contains("both ends"));
+    }
+
+    #[test]
+    fn milliseconds_are_recognised_and_refused() {
+        assert!(err(&[("START_TIME", "1704038400000"), ("END_TIME", "1704038400001")])
+            .contains("milliseconds"));
+    }
+
+    #[test]
+    fn booleans_accept_true_false_1_0() {
+        for (v, field) in [("true", TimeField::Create), ("1", TimeField::Create), ("FALSE", TimeField::Update), ("0", TimeField::Update)] {
+            let c = Config::from_sources(&sources(&[("USE_CREATE_TIME", v)])).unwrap();
+            assert_eq!(c.time_field(), field, "{v}");
+        }
+        assert!(err(&[("USE_CREATE_TIME", "maybe")]).contains("USE_CREATE_TIME"));
+    }
+
+    #[test]
+    fn flags_win_over_environment_which_wins_over_dotenv() {
+        let mut s = sources(&[("PAGE_SIZE", "20")]);
+        s.dotenv.insert("PAGE_SIZE".into(), "30".into());
+        s.dotenv.insert("MAX_QPS".into(), "5".into());
+        assert_eq!(Config::from_sources(&s).unwrap().page_size(), 20);
+        assert_eq!(Config::from_sources(&s).unwrap().max_qps(), 5);
+        s.flags.insert("PAGE_SIZE".into(), "40".into());
+        assert_eq!(Config::from_sources(&s).unwrap().page_size(), 40);
+    }
+
+    #[test]
+    fn an_empty_value_counts_as_unset() {
+        let c = Config::from_sources(&sources(&[("PAGE_SIZE", ""), ("START_DATE", " ")])).unwrap();
+        assert_eq!(c.page_size(), 50);
+    }
+
+    #[test]
+    fn the_secret_never_appears_in_debug_output() {
+        let c = Config::from_sources(&sources(&[])).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("0123456789abcdef0123456789abcdef"), "{debug}");
+        assert!(!debug.contains("pw@"), "{debug}");
+    }
+
+    #[test]
+    fn db_url_password_is_masked_in_errors() {
+        let e = err(&[("DB_URL", "mysql://user:hunter2@h/db")]);
+        assert!(!e.contains("hunter2") && e.contains("user:***@h"), "{e}");
+        assert_eq!(mask_url("postgres://u:p@h/db?password=x&a=b"), "postgres://u:***@h/db?password=***&a=b");
+        assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn sqlalchemy_urls_and_verify_full_are_accepted() {
+        let c = Config::from_sources(&sources(&[(
+            "DB_URL",
+            "postgresql+psycopg2://u:p@db.example:6543/orders?sslmode=verify-full&sslrootcert=%2Fca.pem",
+        )]))
+        .unwrap();
+        assert_eq!(c.database().tls(), TlsMode::VerifyFull);
+        assert_eq!(c.database().root_cert(), Some(Path::new("/ca.pem")));
+        assert_eq!(c.database().pg_config().get_dbname(), Some("orders"));
+    }
+
+    #[test]
+    fn account_ids_are_a_comma_separated_list() {
+        let c = Config::from_sources(&sources(&[("ACCOUNT_ID", "1, 2,1")])).unwrap();
+        assert_eq!(c.accounts(), ["1".to_string(), "2".to_string()]);
+        assert!(err(&[("ACCOUNT_ID", "1,,2")]).contains("ACCOUNT_ID"));
+    }
+
+    #[test]
+    fn dotenv_lines_parse_like_python_dotenv() {
+        let vars = parse_dotenv(
+            "# comment\nexport A=1\nB = \"two words\"\nC='x#y'\nD=plain # note\nE=\n",
+        );
+        assert_eq!(vars["A"], "1");
+        assert_eq!(vars["B"], "two words");
+        assert_eq!(vars["C"], "x#y");
+        assert_eq!(vars["D"], "plain");
+        assert_eq!(vars["E"], "");
+    }
+}

@@ -1,0 +1,881 @@
+//! Talking to the Douyin Open Platform: the client token, the order query and the batch
+//! decryption, each paced, retried and classified.
+//!
+//! Every answer is sorted into one of a few classes (ok, retry, slow down, refresh the token,
+//! refused, our bug, quota) by one table, [`classify`], taken from §3 of the API notes. The retry
+//! loop ([`Douyin::call`]) is the only place that waits between tries, so the backoff, the QPS
+//! budget and the token refresh behave the same for every endpoint. Response models are lenient:
+//! numbers may be strings, optional fields may be missing, orders are kept as the raw JSON text
+//! they arrived as. This module knows nothing of SQL.
+
+use crate::config::{Config, RetryPolicy, Secret, TimeField};
+use crate::error::{ApiRefusal, Error};
+use crate::pacer::Pacer;
+use crate::stop::Stop;
+use crate::window::Span;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The largest body we read; a page of 100 orders is well under a megabyte.
+const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// The batch decrypt endpoint takes at most this many ciphertexts a call.
+pub const DECRYPT_BATCH: usize = 50;
+
+/// What the job does with an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Busy, internal error, 5xx, timeout, cut or non-JSON body: back off and retry.
+    Retry,
+    /// "Too frequent": slow the whole job down, back off longer, retry.
+    RateLimited,
+    /// The token is invalid or expired: fetch a new one once and repeat.
+    TokenExpired,
+    /// The app's quota is used up: stop, try later.
+    Quota,
+    /// Credentials or permission refused: stop (77).
+    Refused,
+    /// Invalid parameter: a bug on our side (70).
+    Rejected,
+}
+
+/// The §3 table. Codes nobody documents are retried: a transient answer we do not know is more
+/// likely than a permanent one, and the retries are bounded.
+pub fn classify(code: i64) -> Class {
+    match code {
+        2190002 | 2190008 | 28001008 => Class::TokenExpired,
+        2119003 | 28003018 | 10020 => Class::RateLimited,
+        2100004 | 2119002 | 5000001 | 28001005 | 28001006 | 2100001 => Class::Retry,
+        2190001 | 28003017 => Class::Quota,
+        2100005 | 2119001 | 28001007 => Class::Rejected,
+        2190004 | 28001014 | 28001018 | 2119005 | 2100007 | 2119013 | 10002 | 10003 | 10013 => {
+            Class::Refused
+        }
+        _ => Class::Retry,
+    }
+}
+
+/// One failed try.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// HTTP 200 with an error code in the body.
+    Api(ApiRefusal),
+    /// An HTTP status other than 2xx.
+    Http { status: u16, logid: Option<String> },
+    /// Connect failure, timeout, reset, a body cut short.
+    Transport(String),
+    /// A body that is not the JSON we expect.
+    Malformed { detail: String, logid: Option<String> },
+}
+
+impl CallError {
+    pub fn class(&self) -> Class {
+        match self {
+            CallError::Api(r) => classify(r.code),
+            CallError::Http { .. } | CallError::Transport(_) | CallError::Malformed { .. } => {
+                Class::Retry
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Api(r) => write!(f, "{r}"),
+            CallError::Http { status, logid } => {
+                write!(f, "HTTP {status}")?;
+                if let Some(l) = logid {
+                    write!(f, ", logid {l}")?;
+                }
+                Ok(())
+            }
+            CallError::Transport(m) => write!(f, "{m}"),
+            CallError::Malformed { detail, logid } => {
+                write!(f, "unreadable answer: {detail}")?;
+                if let Some(l) = logid {
+                    write!(f, ", logid {l}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A number that may arrive as a JSON number or a numeric string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Num {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Num {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Num::Int(n) => Some(*n),
+            // Whole floats only ("12900.0"); a fraction is not a count of fen or seconds.
+            Num::Float(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => Some(*x as i64),
+            Num::Float(_) => None,
+            Num::Text(s) => {
+                let s = s.trim();
+                s.parse::<i64>().ok().or_else(|| {
+                    s.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15)
+                        .map(|x| x as i64)
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Extra {
+    #[serde(default)]
+    error_code: Option<Num>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    sub_error_code: Option<Num>,
+    #[serde(default)]
+    sub_description: Option<String>,
+    #[serde(default)]
+    logid: Option<String>,
+}
+
+/// The error code of an answer, from `data.error_code` or `extra.error_code` (callers have seen
+/// both), with the best description available.
+fn answer_error(
+    call: &'static str,
+    data_code: Option<&Num>,
+    data_description: Option<&str>,
+    extra: Option<&Extra>,
+    logid: Option<String>,
+) -> Option<ApiRefusal> {
+    let code_of = |n: Option<&Num>| n.and_then(Num::as_i64).filter(|c| *c != 0);
+    let extra_code = extra.and_then(|e| code_of(e.error_code.as_ref()));
+    let code = code_of(data_code).or(extra_code)?;
+    let mut description = data_description
+        .filter(|d| !d.is_empty())
+        .or_else(|| extra.and_then(|e| e.description.as_deref()).filter(|d| !d.is_empty()))
+        .unwrap_or("")
+        .to_string();
+    if let Some(e) = extra {
+        let sub = code_of(e.sub_error_code.as_ref());
+        let sub_description = e.sub_description.as_deref().filter(|d| !d.is_empty());
+        if sub.is_some() || sub_description.is_some() {
+            description.push_str(&format!(
+                " [sub {}{}]",
+                sub.map(|c| c.to_string()).unwrap_or_default(),
+                sub_description.map(|d| format!(": {d}")).unwrap_or_default()
+            ));
+        }
+    }
+    Some(ApiRefusal {
+        call,
+        code,
+        description,
+        logid,
+    })
+}
+
+/// One order-query request.
+#[derive(Debug, Clone)]
+pub struct OrderQuery<'a> {
+    pub account_id: &'a str,
+    /// Half-open window; sent as start and end (see [`OrderQuery::params`] on the end bound).
+    pub span: Span,
+    pub time_field: TimeField,
+    pub page_num: u32,
+    pub page_size: u32,
+    pub order_status: Option<i64>,
+    pub get_secret_number: bool,
+}
+
+impl OrderQuery<'_> {
+    /// The query string, only with the parameters that are set (the official SDK sends zeros
+    /// for unset fields and gets empty results).
+    ///
+    /// Whether the API's end bound is inclusive is undocumented. We send `end = span.end` (the
+    /// next slice's start): if the bound is exclusive this is exactly the slice, if it is
+    /// inclusive the last second is also asked by the next slice, and the upsert makes that
+    /// overlap harmless. Either way no second is missed.
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let (start_key, end_key) = match self.time_field {
+            TimeField::Update => ("update_order_start_time", "update_order_end_time"),
+            TimeField::Create => ("create_order_start_time", "create_order_end_time"),
+        };
+        let mut params = vec![
+            ("account_id", self.account_id.to_string()),
+            ("page_num", self.page_num.to_string()),
+            ("page_size", self.page_size.to_string()),
+            (start_key, self.span.start.to_string()),
+            (end_key, self.span.end.to_string()),
+        ];
+        if let Some(status) = self.order_status {
+            params.push(("order_status", status.to_string()));
+        }
+        if self.get_secret_number {
+            params.push(("get_secret_number", "true".to_string()));
+        }
+        params
+    }
+}
+
+/// One page of orders as received.
+#[derive(Debug)]
+pub struct OrderPage {
+    /// Each order exactly as received.
+    pub orders: Vec<Box<RawValue>>,
+    /// `data.page.total`: how many orders the whole query matches, as of this answer.
+    pub total: u64,
+    pub logid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct QueryAnswer {
+    #[serde(default)]
+    data: Option<QueryData>,
+    #[serde(default)]
+    extra: Option<Extra>,
+}
+
+#[derive(Deserialize)]
+struct QueryData {
+    #[serde(default)]
+    orders: Option<Vec<Box<RawValue>>>,
+    #[serde(default)]
+    page: Option<PageInfo>,
+    #[serde(default)]
+    error_code: Option<Num>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PageInfo {
+    #[serde(default)]
+    total: Option<Num>,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    #[serde(default)]
+    data: Option<TokenData>,
+    #[serde(default)]
+    extra: Option<Extra>,
+}
+
+#[derive(Deserialize)]
+struct TokenData {
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    error_code: Option<Num>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    expires_in: Option<Num>,
+}
+
+#[derive(Deserialize)]
+struct DecryptAnswer {
+    #[serde(default)]
+    data: Option<DecryptData>,
+    #[serde(default)]
+    extra: Option<Extra>,
+}
+
+/// Public callers report two shapes for this answer and no published sample settles it; both are
+/// read, whichever is present.
+#[derive(Deserialize)]
+struct DecryptData {
+    #[serde(default)]
+    error_code: Option<Num>,
+    #[serde(default)]
+    description: Option<String>,
+    /// Shape (a).
+    #[serde(default)]
+    results: Option<Vec<DecryptResultA>>,
+    /// Shape (b).
+    #[serde(default)]
+    decrypted_data_list: Option<Vec<DecryptResultB>>,
+}
+
+#[derive(Deserialize)]
+struct DecryptResultA {
+    #[serde(default)]
+    cipher_text: Option<String>,
+    #[serde(default)]
+    plain_text: Option<String>,
+    #[serde(default)]
+    is_success: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct DecryptResultB {
+    #[serde(default)]
+    encrypted_data: Option<String>,
+    #[serde(default)]
+    decrypted_data: Option<String>,
+}
+
+/// Counters for the summary line.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub token_fetches: AtomicU64,
+}
+
+/// The Douyin client of one run: one token, one QPS budget, one retry policy for all calls.
+pub struct Douyin {
+    agent: ureq::Agent,
+    base: String,
+    app_id: String,
+    app_secret: Secret,
+    retry: RetryPolicy,
+    pacer: Pacer,
+    stop: Stop,
+    /// (generation, token). The generation lets concurrent callers that saw the same expired
+    /// token trigger one refresh between them.
+    token: Mutex<Option<(u64, Secret)>>,
+    counters: Counters,
+    rng: AtomicU64,
+}
+
+impl std::fmt::Debug for Douyin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Douyin({})", self.base)
+    }
+}
+
+impl Douyin {
+    pub fn new(config: &Config, stop: Stop) -> Douyin {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(config.http_timeout())
+            .max_idle_connections_per_host(config.concurrency() + 4)
+            .user_agent(concat!("douyin-order-sync/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0x9E37_79B9, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()).rotate_left(32);
+        Douyin {
+            agent,
+            base: config.api_base().to_string(),
+            app_id: config.app_id().to_string(),
+            app_secret: config.app_secret().clone(),
+            retry: config.retry(),
+            pacer: Pacer::new(config.max_qps()),
+            stop,
+            token: Mutex::new(None),
+            counters: Counters::default(),
+            rng: AtomicU64::new(seed | 1),
+        }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Fetch the run's token now (so that bad credentials fail before any day starts).
+    pub fn authenticate(&self) -> Result<(), Error> {
+        self.token_generation(None).map(|_| ())
+    }
+
+    /// The current token, fetching one if there is none, or a newer one if `stale` is the
+    /// generation that was just refused. Holding the lock while fetching makes concurrent
+    /// callers wait for the one fetch instead of each fetching their own.
+    fn token_generation(&self, stale: Option<u64>) -> Result<(u64, Secret), Error> {
+        let mut guard = self.token.lock().unwrap_or_else(|p| p.into_inner());
+        match (&*guard, stale) {
+            (Some((generation, token)), Some(old)) if *generation != old => {
+                return Ok((*generation, token.clone()))
+            }
+            (Some((generation, token)), None) => return Ok((*generation, token.clone())),
+            _ => {}
+        }
+        let next = guard.as_ref().map_or(1, |(g, _)| g + 1);
+        let token = self.call_without_token("token", || self.fetch_token())?;
+        self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
+        log::debug!("fetched client token #{next}");
+        *guard = Some((next, token.clone()));
+        Ok((next, token))
+    }
+
+    /// One try of `POST /oauth/client_token/`.
+    fn fetch_token(&self) -> Result<Secret, CallError> {
+        let url = format!("{}/oauth/client_token/", self.base);
+        let body = serde_json::json!({
+            "client_key": self.app_id,
+            "client_secret": self.app_secret.expose(),
+            "grant_type": "client_credential",
+        });
+        let (text, header_logid) = self.send(
+            self.agent
+                .post(&url)
+                .set("Content-Type", "application/json"),
+            Some(body.to_string()),
+        )?;
+        let answer: TokenAnswer = parse(&text, &header_logid)?;
+        let logid = answer
+            .extra
+            .as_ref()
+            .and_then(|e| e.logid.clone())
+            .or(header_logid);
+        let data = answer.data.ok_or_else(|| CallError::Malformed {
+            detail: "token answer without data".into(),
+            logid: logid.clone(),
+        })?;
+        if let Some(refusal) = answer_error(
+            "token",
+            data.error_code.as_ref(),
+            data.description.as_deref(),
+            answer.extra.as_ref(),
+            logid.clone(),
+        ) {
+            return Err(CallError::Api(refusal));
+        }
+        let token = data
+            .access_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| CallError::Malformed {
+                detail: "token answer without access_token".into(),
+                logid,
+            })?;
+        if let Some(expires) = data.expires_in.as_ref().and_then(Num::as_i64) {
+            log::debug!("client token valid for {expires} s");
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// Ask one page of orders, with retries.
+    pub fn query_orders(&self, query: &OrderQuery<'_>) -> Result<OrderPage, Error> {
+        self.with_token("order query", |token| self.query_once(token, query))
+    }
+
+    fn query_once(&self, token: &Secret, query: &OrderQuery<'_>) -> Result<OrderPage, CallError> {
+        let url = format!("{}/goodlife/v1/trade/order/query/", self.base);
+        let mut request = self.agent.get(&url).set("access-token", token.expose());
+        for (key, value) in query.params() {
+            request = request.query(key, &value);
+        }
+        let (text, header_logid) = self.send(request, None)?;
+        let answer: QueryAnswer = parse(&text, &header_logid)?;
+        let logid = answer
+            .extra
+            .as_ref()
+            .and_then(|e| e.logid.clone())
+            .or(header_logid);
+        if let Some(refusal) = answer_error(
+            "order query",
+            answer.data.as_ref().and_then(|d| d.error_code.as_ref()),
+            answer.data.as_ref().and_then(|d| d.description.as_deref()),
+            answer.extra.as_ref(),
+            logid.clone(),
+        ) {
+            return Err(CallError::Api(refusal));
+        }
+        let data = answer.data.ok_or_else(|| CallError::Malformed {
+            detail: "order query answer without data".into(),
+            logid: logid.clone(),
+        })?;
+        let total = data
+            .page
+            .as_ref()
+            .and_then(|p| p.total.as_ref())
+            .and_then(Num::as_i64)
+            .and_then(|t| u64::try_from(t).ok())
+            .ok_or_else(|| CallError::Malformed {
+                detail: "order query answer without data.page.total".into(),
+                logid: logid.clone(),
+            })?;
+        Ok(OrderPage {
+            orders: data.orders.unwrap_or_default(),
+            total,
+            logid,
+        })
+    }
+
+    /// Decrypt platform ciphertexts ("Enc." phones) through the batch endpoint, at most 50 a
+    /// call. Returns the plaintext of each ciphertext that could be decrypted.
+    pub fn decrypt_batch(
+        &self,
+        account_id: &str,
+        ciphers: &[String],
+    ) -> Result<HashMap<String, String>, Error> {
+        let mut plain = HashMap::new();
+        for chunk in ciphers.chunks(DECRYPT_BATCH) {
+            let part = self.with_token("decrypt", |token| {
+                self.decrypt_once(token, account_id, chunk)
+            })?;
+            plain.extend(part);
+        }
+        Ok(plain)
+    }
+
+    fn decrypt_once(
+        &self,
+        token: &Secret,
+        account_id: &str,
+        ciphers: &[String],
+    ) -> Result<HashMap<String, String>, CallError> {
+        let url = format!(
+            "{}/goodlife/v1/open/common_biz/crypto/decrypt/batch/",
+            self.base
+        );
+        // The request field's name is undocumented ([?]): both names public callers use are sent
+        // with the same list, so whichever the server reads, it finds the ciphertexts.
+        let body = serde_json::json!({
+            "account_id": account_id,
+            "cipher_texts": ciphers,
+            "encrypted_data_list": ciphers,
+        });
+        let request = self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/json")
+            .set("access-token", token.expose())
+            .set("Rpc-Transit-Life-Account", account_id);
+        let (text, header_logid) = self.send(request, Some(body.to_string()))?;
+        let answer: DecryptAnswer = parse(&text, &header_logid)?;
+        let logid = answer
+            .extra
+            .as_ref()
+            .and_then(|e| e.logid.clone())
+            .or(header_logid);
+        if let Some(refusal) = answer_error(
+            "decrypt",
+            answer.data.as_ref().and_then(|d| d.error_code.as_ref()),
+            answer.data.as_ref().and_then(|d| d.description.as_deref()),
+            answer.extra.as_ref(),
+            logid,
+        ) {
+            return Err(CallError::Api(refusal));
+        }
+        let mut plain = HashMap::new();
+        if let Some(data) = answer.data {
+            for r in data.results.unwrap_or_default() {
+                if let (Some(c), Some(p), true) = (r.cipher_text, r.plain_text, r.is_success != Some(false)) {
+                    if !p.is_empty() {
+                        plain.insert(c, p);
+                    }
+                }
+            }
+            for r in data.decrypted_data_list.unwrap_or_default() {
+                if let (Some(c), Some(p)) = (r.encrypted_data, r.decrypted_data) {
+                    if !p.is_empty() {
+                        plain.insert(c, p);
+                    }
+                }
+            }
+        }
+        Ok(plain)
+    }
+
+    /// Send a request and read its body (bounded). Non-2xx statuses, transport failures and cut
+    /// bodies become `CallError`s. Returns the body and the `x-tt-logid` header if any.
+    fn send(
+        &self,
+        request: ureq::Request,
+        body: Option<String>,
+    ) -> Result<(String, Option<String>), CallError> {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let result = match body {
+            Some(b) => request.send_string(&b),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, r)) => {
+                return Err(CallError::Http {
+                    status,
+                    logid: r.header("x-tt-logid").map(str::to_string),
+                })
+            }
+            Err(ureq::Error::Transport(t)) => {
+                return Err(CallError::Transport(transport_message(&t)))
+            }
+        };
+        let logid = response.header("x-tt-logid").map(str::to_string);
+        let mut text = String::new();
+        response
+            .into_reader()
+            .take(MAX_BODY_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| CallError::Transport(format!("reading the answer failed: {e}")))?;
+        if text.len() as u64 > MAX_BODY_BYTES {
+            return Err(CallError::Malformed {
+                detail: format!("answer larger than {MAX_BODY_BYTES} bytes"),
+                logid,
+            });
+        }
+        Ok((text, logid))
+    }
+
+    /// The retry loop for calls that need the token: when Douyin says the token expired, fetch
+    /// a new one once for this call and repeat; a second expiry means the token is refused.
+    fn with_token<T>(
+        &self,
+        what: &'static str,
+        attempt: impl Fn(&Secret) -> Result<T, CallError>,
+    ) -> Result<T, Error> {
+        let mut refreshed = false;
+        loop {
+            let (generation, token) = self.token_generation(None)?;
+            match self.call(what, || attempt(&token)) {
+                Ok(value) => return Ok(value),
+                Err(Stopped::Failed(e)) => return Err(e),
+                Err(Stopped::TokenExpired(refusal)) if refreshed => {
+                    return Err(Error::Refused(refusal))
+                }
+                Err(Stopped::TokenExpired(refusal)) => {
+                    log::warn!("{what}: the access token is no longer valid ({refusal}); fetching a new one");
+                    refreshed = true;
+                    self.token_generation(Some(generation))?;
+                }
+            }
+        }
+    }
+
+    /// The token call: no token to refresh, so an expiry answer is a refusal.
+    fn call_without_token<T>(
+        &self,
+        what: &'static str,
+        attempt: impl Fn() -> Result<T, CallError>,
+    ) -> Result<T, Error> {
+        self.call(what, attempt).map_err(|stopped| match stopped {
+            Stopped::Failed(e) => e,
+            Stopped::TokenExpired(refusal) => Error::Refused(refusal),
+        })
+    }
+
+    /// The one retry loop: pace, try, classify, back off. Stops on success, on an answer that
+    /// retrying cannot change, when the tries run out, or on a signal.
+    fn call<T>(
+        &self,
+        what: &'static str,
+        attempt: impl Fn() -> Result<T, CallError>,
+    ) -> Result<T, Stopped> {
+        let mut tries: u32 = 0;
+        loop {
+            self.pacer.acquire(&self.stop)?;
+            let error = match attempt() {
+                Ok(value) => {
+                    self.pacer.success();
+                    return Ok(value);
+                }
+                Err(e) => e,
+            };
+            self.stop.check()?;
+            tries += 1;
+            let class = error.class();
+            if let CallError::Api(refusal) = &error {
+                match class {
+                    Class::TokenExpired => return Err(Stopped::TokenExpired(refusal.clone())),
+                    Class::Refused => return Err(Error::Refused(refusal.clone()).into()),
+                    Class::Rejected => return Err(Error::Rejected(refusal.clone()).into()),
+                    Class::Quota => {
+                        return Err(Error::Unavailable(format!(
+                            "{what}: the app's quota is used up ({error}); try again later"
+                        ))
+                        .into())
+                    }
+                    Class::Retry | Class::RateLimited => {}
+                }
+            }
+            let rate_limited = class == Class::RateLimited;
+            if rate_limited {
+                self.pacer.slow_down();
+            }
+            if tries >= self.retry.max_tries {
+                return Err(Error::Unavailable(format!(
+                    "{what}: gave up after {tries} tries, last: {error}"
+                ))
+                .into());
+            }
+            let delay = self.backoff(tries, rate_limited);
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            log::warn!(
+                "{what}: {error}; retry {tries}/{} in {:.1} s",
+                self.retry.max_tries - 1,
+                delay.as_secs_f64()
+            );
+            self.stop.sleep(delay)?;
+        }
+    }
+
+    /// Exponential backoff with jitter: base × 2^(tries-1), capped, times a factor in
+    /// [0.75, 1.0]; rate-limit answers wait twice as long.
+    fn backoff(&self, tries: u32, rate_limited: bool) -> Duration {
+        let exponent = tries.saturating_sub(1).min(30);
+        let mut delay = self.retry.base.saturating_mul(1u32 << exponent);
+        if rate_limited {
+            delay = delay.saturating_mul(2);
+        }
+        let delay = delay.min(self.retry.max_delay);
+        delay.mul_f64(0.75 + 0.25 * self.random_unit())
+    }
+
+    /// A number in [0, 1) from a shared xorshift generator (jitter needs no more).
+    fn random_unit(&self) -> f64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Why the retry loop stopped without a value.
+enum Stopped {
+    Failed(Error),
+    /// The token was refused as invalid or expired: the caller may refresh it.
+    TokenExpired(ApiRefusal),
+}
+
+impl From<Error> for Stopped {
+    fn from(e: Error) -> Stopped {
+        Stopped::Failed(e)
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(
+    text: &str,
+    logid: &Option<String>,
+) -> Result<T, CallError> {
+    serde_json::from_str(text).map_err(|e| CallError::Malformed {
+        detail: format!("not the expected JSON ({e})"),
+        logid: logid.clone(),
+    })
+}
+
+/// A transport error in one line, without the URL's query string (it names the account only,
+/// but there is no reason to repeat it in every warning).
+fn transport_message(t: &ureq::Transport) -> String {
+    let kind = t.kind().to_string();
+    match t.message() {
+        Some(m) => format!("{kind}: {m}"),
+        None => kind,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_code_has_its_class() {
+        for code in [2190002, 2190008, 28001008] {
+            assert_eq!(classify(code), Class::TokenExpired, "{code}");
+        }
+        for code in [2119003, 28003018, 10020] {
+            assert_eq!(classify(code), Class::RateLimited, "{code}");
+        }
+        for code in [2100004, 2119002, 5000001, 28001005, 28001006, 2100001] {
+            assert_eq!(classify(code), Class::Retry, "{code}");
+        }
+        for code in [2190001, 28003017] {
+            assert_eq!(classify(code), Class::Quota, "{code}");
+        }
+        for code in [2100005, 2119001, 28001007] {
+            assert_eq!(classify(code), Class::Rejected, "{code}");
+        }
+        for code in [2190004, 28001014, 28001018, 2119005, 2100007, 2119013, 10002, 10003, 10013] {
+            assert_eq!(classify(code), Class::Refused, "{code}");
+        }
+    }
+
+    #[test]
+    fn numbers_may_arrive_as_strings() {
+        let n: Num = serde_json::from_str("\"12900\"").unwrap();
+        assert_eq!(n.as_i64(), Some(12900));
+        let n: Num = serde_json::from_str("7200").unwrap();
+        assert_eq!(n.as_i64(), Some(7200));
+        let n: Num = serde_json::from_str("12.5").unwrap();
+        assert_eq!(n.as_i64(), None);
+        let n: Num = serde_json::from_str("\"x\"").unwrap();
+        assert_eq!(n.as_i64(), None);
+    }
+
+    #[test]
+    fn an_error_code_is_found_in_data_or_in_extra() {
+        let in_extra: QueryAnswer = serde_json::from_str(
+            r#"{"data":{},"extra":{"error_code":2119005,"description":"未授权","logid":"L9"}}"#,
+        )
+        .unwrap();
+        let r = answer_error(
+            "order query",
+            None,
+            None,
+            in_extra.extra.as_ref(),
+            Some("L9".into()),
+        )
+        .unwrap();
+        assert_eq!((r.code, r.description.as_str()), (2119005, "未授权"));
+        let in_data = answer_error(
+            "order query",
+            Some(&Num::Text("2100005".into())),
+            Some("bad"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(in_data.code, 2100005);
+        assert!(answer_error("x", Some(&Num::Int(0)), None, Some(&Extra::default()), None).is_none());
+    }
+
+    #[test]
+    fn only_set_parameters_are_sent() {
+        let q = OrderQuery {
+            account_id: "7",
+            span: Span { start: 10, end: 20 },
+            time_field: TimeField::Update,
+            page_num: 1,
+            page_size: 50,
+            order_status: None,
+            get_secret_number: false,
+        };
+        let keys: Vec<_> = q.params().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            ["account_id", "page_num", "page_size", "update_order_start_time", "update_order_end_time"]
+        );
+        let q = OrderQuery {
+            time_field: TimeField::Create,
+            order_status: Some(1),
+            get_secret_number: true,
+            ..q
+        };
+        let keys: Vec<_> = q.params().into_iter().map(|(k, _)| k).collect();
+        assert!(keys.contains(&"create_order_start_time") && keys.contains(&"order_status"));
+        assert!(keys.contains(&"get_secret_number"));
+    }
+
+    #[test]
+    fn both_decrypt_answer_shapes_are_read() {
+        let a: DecryptAnswer = serde_json::from_str(
+            r#"{"data":{"error_code":0,"results":[{"cipher_text":"Enc.1","plain_text":"138","is_success":true},{"cipher_text":"Enc.2","plain_text":"","is_success":false}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.data.unwrap().results.unwrap().len(), 2);
+        let b: DecryptAnswer = serde_json::from_str(
+            r#"{"data":{"decrypted_data_list":[{"encrypted_data":"Enc.1","decrypted_data":"138"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(b.data.unwrap().decrypted_data_list.unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,102 @@
+//! SIGTERM and SIGINT as a flag that every wait of the run checks.
+//!
+//! A Kubernetes deadline or an eviction sends SIGTERM and kills 30 s later; a person presses
+//! Ctrl-C. Either way the run must stop within seconds and leave only whole days behind. The
+//! handler only stores the signal number (async-signal-safe, via signal-hook); sleeps and waits
+//! in the run are cut into short slices that look at the flag.
+
+use crate::error::{Error, Signal};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SIGINT: usize = 2;
+const SIGTERM: usize = 15;
+
+/// How often a wait looks at the flag.
+pub const TICK: Duration = Duration::from_millis(50);
+
+/// Shared stop flag: 0 while running, else the signal number that arrived.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicUsize>);
+
+impl Stop {
+    /// Install the handlers for SIGINT and SIGTERM.
+    pub fn install() -> Result<Stop, Error> {
+        let stop = Stop::default();
+        for signal in [SIGINT, SIGTERM] {
+            // Signal numbers are small positive constants, so the conversion cannot fail.
+            let number = i32::try_from(signal).unwrap_or(15);
+            signal_hook::flag::register_usize(number, Arc::clone(&stop.0), signal)
+                .map_err(|e| Error::Bug(format!("cannot install a signal handler: {e}")))?;
+        }
+        Ok(stop)
+    }
+
+    /// Ask the run to stop as if the signal had arrived (tests, and a failing account's siblings
+    /// never use it: accounts fail independently).
+    pub fn raise(&self, signal: Signal) {
+        let n = match signal {
+            Signal::Int => SIGINT,
+            Signal::Term => SIGTERM,
+        };
+        self.0.store(n, Ordering::SeqCst);
+    }
+
+    /// The signal that arrived, if any.
+    pub fn signal(&self) -> Option<Signal> {
+        match self.0.load(Ordering::SeqCst) {
+            0 => None,
+            SIGINT => Some(Signal::Int),
+            _ => Some(Signal::Term),
+        }
+    }
+
+    /// `Err(Interrupted)` once a signal has arrived.
+    pub fn check(&self) -> Result<(), Error> {
+        match self.signal() {
+            None => Ok(()),
+            Some(s) => Err(Error::Interrupted(s)),
+        }
+    }
+
+    /// Sleep, waking early with `Err(Interrupted)` when a signal arrives.
+    pub fn sleep(&self, duration: Duration) -> Result<(), Error> {
+        let until = Instant::now() + duration;
+        loop {
+            self.check()?;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep((until - now).min(TICK));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raised_stop_cuts_a_long_sleep_short() {
+        let stop = Stop::default();
+        let other = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            other.raise(Signal::Term);
+        });
+        let started = Instant::now();
+        let result = stop.sleep(Duration::from_secs(30));
+        t.join().unwrap();
+        assert!(matches!(result, Err(Error::Interrupted(Signal::Term))));
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn no_signal_means_the_sleep_runs_out() {
+        let stop = Stop::default();
+        assert!(stop.sleep(Duration::from_millis(10)).is_ok());
+        assert_eq!(stop.signal(), None);
+    }
+}

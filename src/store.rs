@@ -1,0 +1,434 @@
+//! Everything the job keeps in PostgreSQL: migrations, the per-account lock, the checkpoint, and
+//! a day's staged upsert.
+//!
+//! A day's pages are streamed with COPY into a temporary table of their own as they arrive (in
+//! any order, several days at once), so memory does not grow with the size of a day. When a day
+//! is complete, one transaction moves it into `orders` (one `INSERT … ON CONFLICT`) and advances
+//! the checkpoint; the transaction rolls back on drop, so an early `?` or a crash leaves the
+//! previous state. Temporary tables vanish with the session. This module knows nothing of HTTP.
+
+use crate::config::{Database, TlsMode};
+use crate::error::Error;
+use crate::order::{fen_to_yuan, OrderRow};
+use postgres::{Client, NoTls};
+use std::io::Write;
+
+/// The migrations, in order. Each runs once, in its own transaction, and is recorded.
+const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "orders",
+    include_str!("../sql/0001_orders.sql"),
+)];
+
+/// Serialises migrations between runs that start at the same moment.
+const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301; // "dousync\x01"
+
+/// Identifies one checkpoint row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointKey {
+    pub account_id: String,
+    pub time_field: &'static str,
+    /// The ORDER_STATUS filter, "" for none.
+    pub status_filter: String,
+    /// "incremental", or "range:<start>-<end>" for an explicit range.
+    pub mode_key: String,
+}
+
+/// A checkpoint row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Everything before this epoch second is committed.
+    pub synced_until: i64,
+    /// An explicit range that finished.
+    pub range_done: bool,
+}
+
+/// What committing a day did to `orders`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayWrite {
+    /// Distinct orders in the day.
+    pub orders: u64,
+    pub inserted: u64,
+    pub updated: u64,
+}
+
+pub struct Store {
+    client: Client,
+    masked_url: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.masked_url)
+    }
+}
+
+/// A PostgreSQL error as one of ours. Connection trouble is temporary (75); authentication, a
+/// missing database or missing privileges are configuration (78); anything else is a bug (70).
+pub fn db_error(masked_url: &str, context: &str, e: &postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let detail = format!("{context}: {} (SQLSTATE {code})", db.message());
+        return match &code[..2.min(code.len())] {
+            "28" | "3D" => Error::config(format!("DB_URL ({masked_url}): {detail}")),
+            "42" if code == "42501" => Error::config(format!("DB_URL ({masked_url}): {detail}")),
+            "08" | "53" | "57" | "40" | "55" | "58" => Error::Database(detail),
+            _ => Error::Bug(format!("database: {detail}")),
+        };
+    }
+    // No server error: the connection failed or was lost.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = s.source();
+    }
+    Error::Database(format!("{context} ({masked_url}, DB_URL): {message}"))
+}
+
+impl Store {
+    /// Connect (10 s connect timeout, set in the configuration).
+    pub fn connect(db: &Database) -> Result<Store, Error> {
+        let masked_url = db.masked_url().to_string();
+        let client = match db.tls() {
+            TlsMode::Disable | TlsMode::Prefer => db.pg_config().connect(NoTls),
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                return Err(Error::config(format!(
+                    "DB_URL ({masked_url}) asks for TLS (sslmode), which this build does not support yet"
+                )))
+            }
+        }
+        .map_err(|e| db_error(&masked_url, "cannot connect", &e))?;
+        Ok(Store { client, masked_url })
+    }
+
+    fn err(&self, context: &str) -> impl Fn(postgres::Error) -> Error + '_ {
+        let context = context.to_string();
+        move |e| db_error(&self.masked_url, &context, &e)
+    }
+
+    /// Whether the connection still works (after an error, to tell a lost connection from a
+    /// failed statement).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Apply the migrations that have not been applied, each once, safe when two runs start
+    /// at the same moment (an advisory transaction lock serialises them).
+    pub fn migrate(&mut self) -> Result<Vec<String>, Error> {
+        let masked = self.masked_url.clone();
+        let err = |c: &str| {
+            let c = c.to_string();
+            let m = masked.clone();
+            move |e: postgres::Error| db_error(&m, &c, &e)
+        };
+        let mut tx = self.client.transaction().map_err(err("migrations"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(err("migration lock"))?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS douyin_order_sync_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .map_err(err("migrations table"))?;
+        let applied: Vec<i32> = tx
+            .query("SELECT version FROM douyin_order_sync_migrations", &[])
+            .map_err(err("migrations table"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut done = Vec::new();
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            tx.batch_execute(sql)
+                .map_err(err(&format!("migration {version:04}_{name}")))?;
+            tx.execute(
+                "INSERT INTO douyin_order_sync_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .map_err(err("migrations table"))?;
+            done.push(format!("{version:04}_{name}"));
+        }
+        tx.commit().map_err(err("migrations"))?;
+        Ok(done)
+    }
+
+    /// Take the account's advisory lock for the rest of the session. `false` if another run
+    /// holds it.
+    pub fn try_lock(&mut self, account_id: &str) -> Result<bool, Error> {
+        let key = lock_key(account_id);
+        let row = self
+            .client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .map_err(self.err("account lock"))?;
+        Ok(row.get(0))
+    }
+
+    pub fn unlock(&mut self, account_id: &str) -> Result<(), Error> {
+        let key = lock_key(account_id);
+        self.client
+            .execute("SELECT pg_advisory_unlock($1)", &[&key])
+            .map_err(self.err("account unlock"))?;
+        Ok(())
+    }
+
+    pub fn checkpoint(&mut self, key: &CheckpointKey) -> Result<Option<Checkpoint>, Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT extract(epoch FROM synced_until)::bigint, range_done
+                   FROM sync_checkpoints
+                  WHERE account_id = $1 AND time_field = $2 AND status_filter = $3 AND mode_key = $4",
+                &[&key.account_id, &key.time_field, &key.status_filter, &key.mode_key],
+            )
+            .map_err(self.err("read checkpoint"))?;
+        Ok(row.map(|r| Checkpoint {
+            synced_until: r.get(0),
+            range_done: r.get(1),
+        }))
+    }
+
+    /// Create the staging table of a day (temporary: gone with the session).
+    pub fn stage_begin(&mut self, day: usize) -> Result<(), Error> {
+        let sql = format!(
+            "DROP TABLE IF EXISTS stage_{day};
+             CREATE TEMP TABLE stage_{day} (
+                 seq bigserial, order_id text NOT NULL, order_status integer, sku_id text,
+                 sku_name text, pay_amount numeric, count integer, pay_time bigint,
+                 create_time bigint, update_time bigint, source_order_id text, phone text,
+                 raw_data jsonb NOT NULL)"
+        );
+        self.client
+            .batch_execute(&sql)
+            .map_err(self.err("create staging table"))
+    }
+
+    /// Stream rows into a day's staging table with COPY.
+    pub fn stage_rows(&mut self, day: usize, rows: &[OrderRow]) -> Result<(), Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(rows.len() * 2048);
+        for row in rows {
+            copy_line(&mut buf, row);
+        }
+        let masked = self.masked_url.clone();
+        let err = |e: postgres::Error| db_error(&masked, "stage orders", &e);
+        let mut writer = self
+            .client
+            .copy_in(&format!(
+                "COPY stage_{day} (order_id, order_status, sku_id, sku_name, pay_amount, count,
+                     pay_time, create_time, update_time, source_order_id, phone, raw_data)
+                 FROM STDIN"
+            ))
+            .map_err(err)?;
+        writer
+            .write_all(&buf)
+            .map_err(|e| Error::Database(format!("stage orders ({masked}): {e}")))?;
+        writer.finish().map_err(err)?;
+        Ok(())
+    }
+
+    /// Move a complete day from staging into `orders` and advance the checkpoint, in one
+    /// transaction. A `monotonic` checkpoint (incremental mode, whose first day may end inside
+    /// the overlap) never moves back. Among duplicates (pages overlap at slice edges, a slice fetched twice) the
+    /// latest `update_time` wins, and an older state never overwrites a newer one.
+    pub fn commit_day(
+        &mut self,
+        day: usize,
+        account_id: &str,
+        key: &CheckpointKey,
+        checkpoint: Checkpoint,
+        monotonic: bool,
+    ) -> Result<DayWrite, Error> {
+        let masked = self.masked_url.clone();
+        let err = |c: &'static str| {
+            let m = masked.clone();
+            move |e: postgres::Error| db_error(&m, c, &e)
+        };
+        let mut tx = self.client.transaction().map_err(err("begin day"))?;
+        let upsert = format!(
+            "WITH day AS (
+                 SELECT DISTINCT ON (order_id) *
+                   FROM stage_{day}
+                  ORDER BY order_id, update_time DESC NULLS LAST, seq DESC
+             ), up AS (
+                 INSERT INTO orders AS o (order_id, account_id, order_status, sku_id, sku_name,
+                        pay_amount, count, pay_time, create_time, update_time, source_order_id,
+                        phone, raw_data, sync_time)
+                 SELECT order_id, $1, order_status, sku_id, sku_name, pay_amount, count,
+                        to_timestamp(pay_time), to_timestamp(create_time),
+                        to_timestamp(update_time), source_order_id, phone, raw_data, now()
+                   FROM day
+                 ON CONFLICT (order_id) DO UPDATE SET
+                        account_id = EXCLUDED.account_id,
+                        order_status = EXCLUDED.order_status,
+                        sku_id = EXCLUDED.sku_id,
+                        sku_name = EXCLUDED.sku_name,
+                        pay_amount = EXCLUDED.pay_amount,
+                        count = EXCLUDED.count,
+                        pay_time = EXCLUDED.pay_time,
+                        create_time = EXCLUDED.create_time,
+                        update_time = EXCLUDED.update_time,
+                        source_order_id = EXCLUDED.source_order_id,
+                        phone = COALESCE(EXCLUDED.phone, o.phone),
+                        raw_data = EXCLUDED.raw_data,
+                        sync_time = EXCLUDED.sync_time
+                  WHERE (o.update_time IS NULL OR EXCLUDED.update_time IS NULL
+                         OR EXCLUDED.update_time >= o.update_time)
+                    AND (o.raw_data IS DISTINCT FROM EXCLUDED.raw_data
+                         OR o.account_id IS DISTINCT FROM EXCLUDED.account_id
+                         OR (o.phone IS NULL AND EXCLUDED.phone IS NOT NULL))
+                 RETURNING (xmax = 0) AS inserted
+             )
+             SELECT (SELECT count(*) FROM day),
+                    count(*) FILTER (WHERE inserted),
+                    count(*) FILTER (WHERE NOT inserted)
+               FROM up"
+        );
+        let row = tx
+            .query_one(&upsert, &[&account_id])
+            .map_err(err("upsert orders"))?;
+        let write = DayWrite {
+            orders: row.get::<_, i64>(0) as u64,
+            inserted: row.get::<_, i64>(1) as u64,
+            updated: row.get::<_, i64>(2) as u64,
+        };
+        tx.execute(
+            "INSERT INTO sync_checkpoints
+                 (account_id, time_field, status_filter, mode_key, synced_until, range_done, updated_at)
+             VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), $6, now())
+             ON CONFLICT (account_id, time_field, status_filter, mode_key) DO UPDATE
+                SET synced_until = CASE WHEN $7 THEN greatest(sync_checkpoints.synced_until,
+                                                              EXCLUDED.synced_until)
+                                        ELSE EXCLUDED.synced_until END,
+                    range_done = EXCLUDED.range_done,
+                    updated_at = now()",
+            &[
+                &key.account_id,
+                &key.time_field,
+                &key.status_filter,
+                &key.mode_key,
+                &checkpoint.synced_until,
+                &checkpoint.range_done,
+                &monotonic,
+            ],
+        )
+        .map_err(err("advance checkpoint"))?;
+        tx.commit().map_err(err("commit day"))?;
+        self.client
+            .batch_execute(&format!("DROP TABLE IF EXISTS stage_{day}"))
+            .map_err(err("drop staging table"))?;
+        Ok(write)
+    }
+
+    /// Drop a staging table that will not be committed.
+    pub fn stage_discard(&mut self, day: usize) -> Result<(), Error> {
+        self.client
+            .batch_execute(&format!("DROP TABLE IF EXISTS stage_{day}"))
+            .map_err(self.err("drop staging table"))
+    }
+}
+
+/// The advisory lock key of an account: FNV-1a, stable across versions and servers.
+fn lock_key(account_id: &str) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in b"douyin-order-sync:".iter().chain(account_id.as_bytes()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
+/// Append one row in COPY's text format.
+fn copy_line(buf: &mut Vec<u8>, row: &OrderRow) {
+    fn field(buf: &mut Vec<u8>, value: Option<&str>) {
+        match value {
+            None => buf.extend_from_slice(b"\\N"),
+            Some(text) => {
+                for byte in text.bytes() {
+                    match byte {
+                        b'\\' => buf.extend_from_slice(b"\\\\"),
+                        b'\n' => buf.extend_from_slice(b"\\n"),
+                        b'\r' => buf.extend_from_slice(b"\\r"),
+                        b'\t' => buf.extend_from_slice(b"\\t"),
+                        other => buf.push(other),
+                    }
+                }
+            }
+        }
+    }
+    let num = |n: Option<i64>| n.map(|v| v.to_string());
+    // jsonb cannot hold U+0000; such an escape (never seen from Douyin) is replaced so that the
+    // day can still be stored.
+    let raw = row.raw.get();
+    let raw = if raw.contains("\\u0000") {
+        std::borrow::Cow::Owned(raw.replace("\\u0000", "\\ufffd"))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
+    let columns: [Option<String>; 11] = [
+        Some(row.order_id.clone()),
+        num(row.order_status),
+        row.sku_id.clone(),
+        row.sku_name.clone(),
+        row.pay_amount_fen.map(fen_to_yuan),
+        num(row.count),
+        num(row.pay_time),
+        num(row.create_time),
+        num(row.update_time),
+        row.source_order_id.clone(),
+        row.phone.clone(),
+    ];
+    for column in &columns {
+        field(buf, column.as_deref());
+        buf.push(b'\t');
+    }
+    field(buf, Some(&raw));
+    buf.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    #[test]
+    fn copy_lines_escape_tabs_newlines_and_backslashes() {
+        let mut row = crate::order::extract(
+            RawValue::from_string(r#"{"order_id":"1","sku_name":"a\tb\nc\\d","pay_amount":129}"#.into())
+                .unwrap(),
+        )
+        .unwrap();
+        row.phone = None;
+        let mut buf = Vec::new();
+        copy_line(&mut buf, &row);
+        let line = String::from_utf8(buf).unwrap();
+        assert!(line.starts_with("1\t\\N\t\\N\ta\\tb\\nc\\\\d\t1.29\t"), "{line}");
+        assert!(line.ends_with("\"sku_name\":\"a\\\\tb\\\\nc\\\\\\\\d\",\"pay_amount\":129}\n"), "{line}");
+        assert_eq!(line.matches('\n').count(), 1);
+        assert_eq!(line.matches('\t').count(), 11);
+    }
+
+    #[test]
+    fn lock_keys_differ_by_account_and_are_stable() {
+        assert_ne!(lock_key("1"), lock_key("2"));
+        assert_eq!(lock_key("7000000000000000001"), lock_key("7000000000000000001"));
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order() {
+        let versions: Vec<i32> = MIGRATIONS.iter().map(|m| m.0).collect();
+        let mut sorted = versions.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(versions, sorted);
+    }
+}

@@ -1,0 +1,675 @@
+//! One run: the plan (accounts × day slices) and the pipeline that fills each day, the only
+//! module that knows both Douyin and PostgreSQL.
+//!
+//! Fetcher threads take page requests from a priority queue (earliest day first), pace, fetch,
+//! decrypt and parse them, and hand whole pages to the coordinator over a bounded channel. The
+//! coordinator (this thread, owner of the database connection) streams each page into its day's
+//! staging table, decides what to ask next, and commits days strictly in order, each in one
+//! transaction with its checkpoint. Fetchers run ahead by a bounded number of days; memory holds
+//! at most the pages in flight.
+//!
+//! Completeness: a day is first asked whole. When `data.page.total` says a slice holds more than
+//! the API will page to (`page_num × page_size ≤ 10000`), the slice is cut in two by time and each
+//! half asked again, recursively; that works whatever the cursor's wire format is. A slice is
+//! complete when the distinct orders received equal its `total` and every page reported the same
+//! total; otherwise (rows shifted between pages, the total moved) it is fetched again.
+
+use crate::config::{Config, TimeField, WindowSpec};
+use crate::crypto::{is_platform_cipher, PhoneCipher};
+use crate::douyin::{Douyin, OrderQuery};
+use crate::error::Error;
+use crate::order::{extract, OrderRow};
+use crate::stop::Stop;
+use crate::store::{Checkpoint, CheckpointKey, DayWrite, Store};
+use crate::window::{self, Day, Span};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How often a slice may be fetched again because it came back inconsistent.
+const MAX_SLICE_ATTEMPTS: u32 = 6;
+/// The API refuses `page_num × page_size` above this.
+const PAGE_LIMIT: u64 = 10_000;
+
+/// What one account's sync did.
+#[derive(Debug, Default, Clone)]
+pub struct AccountStats {
+    pub days: usize,
+    pub orders: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub pages: u64,
+    pub refetches: u64,
+}
+
+/// The window of one account, cut into days.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub key: CheckpointKey,
+    /// The whole window asked for (its end is the range's end, or now).
+    pub window: Span,
+    /// The days still to sync (after a resumed checkpoint, if any).
+    pub days: Vec<Day>,
+    /// Where the run resumes from, when it resumes a backfill.
+    pub resumed_from: Option<i64>,
+    /// The end of the range as asked (for `range_done`); None in incremental mode.
+    pub range_end: Option<i64>,
+}
+
+pub fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The checkpoint row of an account under this configuration.
+pub fn checkpoint_key(config: &Config, account_id: &str) -> CheckpointKey {
+    CheckpointKey {
+        account_id: account_id.to_string(),
+        time_field: config.time_field().key(),
+        status_filter: config
+            .order_status()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        mode_key: match config.window() {
+            WindowSpec::Range(span) => format!("range:{}-{}", span.start, span.end),
+            WindowSpec::Incremental { .. } => "incremental".to_string(),
+        },
+    }
+}
+
+/// Work out the window of an account from the configuration and its checkpoint.
+pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>, now: i64) -> Plan {
+    match config.window() {
+        WindowSpec::Range(span) => {
+            // A finished range runs in full again (to refresh refunds); an unfinished one
+            // resumes after its last committed day. The future is not asked for.
+            let resumed_from = checkpoint
+                .filter(|c| !c.range_done && c.synced_until > span.start && c.synced_until < span.end)
+                .map(|c| c.synced_until);
+            let start = resumed_from.unwrap_or(span.start);
+            let end = span.end.min(now);
+            Plan {
+                key,
+                window: *span,
+                days: window::cut_days(Span { start, end }),
+                resumed_from,
+                range_end: Some(span.end),
+            }
+        }
+        WindowSpec::Incremental { sync_days } => {
+            let start = match checkpoint {
+                Some(c) => (c.synced_until - config.overlap_secs()).min(now),
+                None => now - i64::from(*sync_days) * 86_400,
+            };
+            let window = Span { start, end: now };
+            Plan {
+                key,
+                window,
+                days: window::cut_days(window),
+                resumed_from: None,
+                range_end: None,
+            }
+        }
+    }
+}
+
+/// A page request.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Job {
+    day: usize,
+    page: u32,
+    slice: usize,
+    attempt: u32,
+    generation: u64,
+    span: Span,
+}
+
+/// What a fetcher hands back.
+struct Fetched {
+    job: Job,
+    result: Result<PageRows, Error>,
+}
+
+struct PageRows {
+    rows: Vec<OrderRow>,
+    total: u64,
+}
+
+/// The fetchers' work queue: a priority queue (earliest day, then lowest page first).
+#[derive(Default)]
+struct JobQueue {
+    state: Mutex<(BinaryHeap<Reverse<Job>>, bool)>,
+    ready: Condvar,
+}
+
+impl JobQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (BinaryHeap<Reverse<Job>>, bool)> {
+        // The state is a heap and a flag; a panic elsewhere cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        self.lock().0.push(Reverse(job));
+        self.ready.notify_one();
+    }
+
+    fn clear(&self) {
+        self.lock().0.clear();
+    }
+
+    fn close(&self) {
+        self.lock().1 = true;
+        self.ready.notify_all();
+    }
+
+    /// The next job, or None once the queue is closed or a signal arrived.
+    fn pop(&self, stop: &Stop) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if state.1 || stop.signal().is_some() {
+                return None;
+            }
+            if let Some(Reverse(job)) = state.0.pop() {
+                return Some(job);
+            }
+            state = self
+                .ready
+                .wait_timeout(state, crate::stop::TICK)
+                .map(|(s, _)| s)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}
+
+/// What every fetcher needs, shared.
+struct FetchContext {
+    douyin: Arc<Douyin>,
+    cipher: Option<PhoneCipher>,
+    account_id: String,
+    time_field: TimeField,
+    page_size: u32,
+    order_status: Option<i64>,
+    get_secret_number: bool,
+    stop: Stop,
+}
+
+impl FetchContext {
+    fn fetch(&self, job: &Job) -> Result<PageRows, Error> {
+        let page = self.douyin.query_orders(&OrderQuery {
+            account_id: &self.account_id,
+            span: job.span,
+            time_field: self.time_field,
+            page_num: job.page,
+            page_size: self.page_size,
+            order_status: self.order_status,
+            get_secret_number: self.get_secret_number,
+        })?;
+        let logid = page.logid.clone().unwrap_or_default();
+        let mut rows = Vec::with_capacity(page.orders.len());
+        for raw in page.orders {
+            rows.push(extract(raw).map_err(|e| {
+                Error::Bug(format!("Douyin sent {e} (logid {logid})"))
+            })?);
+        }
+        self.decrypt_phones(&mut rows)?;
+        Ok(PageRows {
+            rows,
+            total: page.total,
+        })
+    }
+
+    /// Fill `phone` from `phone_encrypt`: the legacy form locally, `Enc.` forms through the
+    /// batch endpoint. A phone that cannot be decrypted stays NULL with a warning naming the
+    /// order; only a signal stops the run from here.
+    fn decrypt_phones(&self, rows: &mut [OrderRow]) -> Result<(), Error> {
+        let mut platform = Vec::new();
+        for row in rows.iter_mut() {
+            let Some(cipher_text) = row.phone_encrypt.as_deref() else {
+                continue;
+            };
+            if is_platform_cipher(cipher_text) {
+                platform.push(cipher_text.to_string());
+                continue;
+            }
+            match self.cipher.as_ref().map(|c| c.decrypt(cipher_text)) {
+                Some(Ok(phone)) => row.phone = Some(phone),
+                Some(Err(e)) => log::warn!("order {}: phone not decrypted ({e})", row.order_id),
+                None => log::warn!(
+                    "order {}: phone not decrypted (AppSecret cannot be used as an AES key)",
+                    row.order_id
+                ),
+            }
+        }
+        if platform.is_empty() {
+            return Ok(());
+        }
+        let plain = match self.douyin.decrypt_batch(&self.account_id, &platform) {
+            Ok(plain) => plain,
+            Err(e @ Error::Interrupted(_)) => return Err(e),
+            Err(e) => {
+                log::warn!(
+                    "{} platform-encrypted phones not decrypted: {e}",
+                    platform.len()
+                );
+                Default::default()
+            }
+        };
+        for row in rows.iter_mut() {
+            if let Some(cipher_text) = row.phone_encrypt.as_deref() {
+                if is_platform_cipher(cipher_text) {
+                    row.phone = plain.get(cipher_text).cloned();
+                    if row.phone.is_none() {
+                        log::warn!(
+                            "order {}: phone not decrypted (the decrypt endpoint returned no plaintext)",
+                            row.order_id
+                        );
+                    }
+                }
+            }
+        }
+        self.stop.check()
+    }
+}
+
+fn fetcher(ctx: Arc<FetchContext>, queue: Arc<JobQueue>, results: SyncSender<Fetched>) {
+    while let Some(job) = queue.pop(&ctx.stop) {
+        let result = ctx.fetch(&job);
+        if results.send(Fetched { job, result }).is_err() {
+            return; // the coordinator is gone (error or signal)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SliceState {
+    span: Span,
+    attempt: u32,
+    total: Option<u64>,
+    expected_pages: u32,
+    received_pages: u32,
+    /// Distinct order ids received in this attempt (as numbers: real ids are 19 digits).
+    ids: HashSet<u64>,
+    /// Replaced by its two halves.
+    split: bool,
+    done: bool,
+}
+
+impl SliceState {
+    fn new(span: Span) -> SliceState {
+        SliceState {
+            span,
+            attempt: 0,
+            total: None,
+            expected_pages: 0,
+            received_pages: 0,
+            ids: HashSet::new(),
+            split: false,
+            done: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DayState {
+    slices: Vec<SliceState>,
+    open_slices: usize,
+    pages: u64,
+    refetches: u64,
+    started: Instant,
+}
+
+/// An order id as a number for the completeness count; ids that are not numbers are hashed
+/// (a collision could only make a slice look short and be fetched again, never lose an order).
+fn id_key(order_id: &str) -> u64 {
+    order_id.parse::<u64>().unwrap_or_else(|_| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        order_id.hash(&mut h);
+        h.finish() | (1 << 63)
+    })
+}
+
+/// The coordinator of one account's days.
+struct Pipeline<'a> {
+    config: &'a Config,
+    store: &'a mut Store,
+    plan: &'a Plan,
+    queue: Arc<JobQueue>,
+    days: Vec<Option<DayState>>,
+    next_commit: usize,
+    next_schedule: usize,
+    lookahead: usize,
+    generation: u64,
+    stats: AccountStats,
+    started: Instant,
+    /// Orders a full page can hold up to the API's paging limit.
+    slice_limit: u64,
+}
+
+impl Pipeline<'_> {
+    fn schedule(&mut self) -> Result<(), Error> {
+        while self.next_schedule < self.plan.days.len()
+            && self.next_schedule < self.next_commit + self.lookahead
+        {
+            let d = self.next_schedule;
+            let span = self.plan.days[d].span;
+            self.store.stage_begin(d)?;
+            self.days[d] = Some(DayState {
+                slices: vec![SliceState::new(span)],
+                open_slices: 1,
+                pages: 0,
+                refetches: 0,
+                started: Instant::now(),
+            });
+            self.queue.push(Job {
+                day: d,
+                page: 1,
+                slice: 0,
+                attempt: 0,
+                generation: self.generation,
+                span,
+            });
+            self.next_schedule += 1;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, fetched: Fetched) -> Result<(), Error> {
+        let Fetched { job, result } = fetched;
+        if job.generation != self.generation {
+            return Ok(()); // asked before a reconnect: its day is being fetched again
+        }
+        let page = result?;
+        let day_index = job.day;
+        let page_size = u64::from(self.config.page_size());
+        let slice_limit = self.slice_limit;
+        let Some(day) = self.days.get_mut(day_index).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        let slice_count = day.slices.len();
+        let mut new_slices = Vec::new();
+        let Some(slice) = day.slices.get_mut(job.slice) else {
+            return Err(Error::Bug(format!("page for unknown slice {}", job.slice)));
+        };
+        if slice.split || slice.done || slice.attempt != job.attempt {
+            return Ok(()); // a page of an abandoned attempt
+        }
+        day.pages += 1;
+        let mut new_jobs = Vec::new();
+        let mut refetch = None;
+        match slice.total {
+            None if page.total > slice_limit => {
+                // More than the API pages to: ask each half of the slice instead.
+                let Some((a, b)) = slice.span.halves() else {
+                    return Err(Error::Bug(format!(
+                        "Douyin reports {} orders within the one second {}; the API pages to {} at most and this tool does not page by cursor",
+                        page.total,
+                        window::format_local(slice.span.start),
+                        slice_limit
+                    )));
+                };
+                slice.split = true;
+                for half in [a, b] {
+                    new_slices.push(SliceState::new(half));
+                    new_jobs.push(Job {
+                        day: day_index,
+                        page: 1,
+                        slice: slice_count + new_slices.len() - 1,
+                        attempt: 0,
+                        generation: job.generation,
+                        span: half,
+                    });
+                }
+                log::debug!(
+                    "day {}: {} orders in {}..{}, split in two",
+                    self.plan.days[day_index].date,
+                    page.total,
+                    window::format_local(job.span.start),
+                    window::format_local(job.span.end)
+                );
+            }
+            None => {
+                slice.total = Some(page.total);
+                slice.expected_pages = page.total.div_ceil(page_size).max(1) as u32;
+                for p in 2..=slice.expected_pages {
+                    new_jobs.push(Job {
+                        page: p,
+                        ..job.clone()
+                    });
+                }
+            }
+            Some(total) if total != page.total => {
+                refetch = Some(format!(
+                    "the total moved from {total} to {} while paging",
+                    page.total
+                ));
+            }
+            Some(_) => {}
+        }
+        let stage = !slice.split;
+        if stage && refetch.is_none() {
+            for row in &page.rows {
+                slice.ids.insert(id_key(&row.order_id));
+            }
+            slice.received_pages += 1;
+            if slice.received_pages == slice.expected_pages {
+                let total = slice.total.unwrap_or(0);
+                if slice.ids.len() as u64 == total {
+                    slice.done = true;
+                    day.open_slices -= 1;
+                } else {
+                    refetch = Some(format!(
+                        "{} distinct orders received, total says {total}",
+                        slice.ids.len()
+                    ));
+                }
+            }
+        }
+        if let Some(reason) = refetch {
+            slice.attempt += 1;
+            if slice.attempt >= MAX_SLICE_ATTEMPTS {
+                return Err(Error::Unavailable(format!(
+                    "day {}: the slice {}..{} came back inconsistent {} times ({reason})",
+                    self.plan.days[day_index].date,
+                    window::format_local(slice.span.start),
+                    window::format_local(slice.span.end),
+                    slice.attempt
+                )));
+            }
+            log::warn!(
+                "day {}: {reason}; fetching {}..{} again",
+                self.plan.days[day_index].date,
+                window::format_local(slice.span.start),
+                window::format_local(slice.span.end)
+            );
+            slice.total = None;
+            slice.received_pages = 0;
+            slice.ids.clear();
+            day.refetches += 1;
+            new_jobs.push(Job {
+                page: 1,
+                attempt: slice.attempt,
+                ..job.clone()
+            });
+        }
+        if !new_slices.is_empty() {
+            day.open_slices += 1; // one slice replaced by two
+            day.slices.extend(new_slices);
+        }
+        // Stage the rows (also those of a page that triggered a refetch: they are real orders,
+        // and the latest update_time wins among duplicates).
+        if stage && !page.rows.is_empty() {
+            self.store.stage_rows(day_index, &page.rows)?;
+        }
+        for j in new_jobs {
+            self.queue.push(j);
+        }
+        self.commit_ready()
+    }
+
+    /// Commit every complete day at the front, in order.
+    fn commit_ready(&mut self) -> Result<(), Error> {
+        while self.next_commit < self.plan.days.len() {
+            let d = self.next_commit;
+            let Some(state) = self.days[d].take_if(|s| s.open_slices == 0) else {
+                break;
+            };
+            let day = &self.plan.days[d];
+            let range_done = self.plan.range_end.is_some_and(|end| day.span.end >= end);
+            let write = self.store.commit_day(
+                d,
+                &self.plan.key.account_id,
+                &self.plan.key,
+                Checkpoint {
+                    synced_until: day.span.end,
+                    range_done,
+                },
+                self.plan.range_end.is_none(),
+            )?;
+            self.next_commit += 1;
+            self.log_day(d, &state, write);
+            self.schedule()?;
+        }
+        Ok(())
+    }
+
+    fn log_day(&mut self, d: usize, state: &DayState, write: DayWrite) {
+        let day = &self.plan.days[d];
+        self.stats.days += 1;
+        self.stats.orders += write.orders;
+        self.stats.inserted += write.inserted;
+        self.stats.updated += write.updated;
+        self.stats.pages += state.pages;
+        self.stats.refetches += state.refetches;
+        let n = self.plan.days.len();
+        let k = d + 1;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let left = elapsed / k as f64 * (n - k) as f64;
+        let accounts = self.config.accounts().len();
+        let account = if accounts > 1 {
+            format!(" account {}", self.plan.key.account_id)
+        } else {
+            String::new()
+        };
+        log::info!(
+            "{}{account}: {} orders ({} new, {} changed), {} pages, {:.1} s; day {k} of {n}, {} orders so far{}",
+            day.date,
+            write.orders,
+            write.inserted,
+            write.updated,
+            state.pages,
+            state.started.elapsed().as_secs_f64(),
+            self.stats.orders,
+            if k < n { format!(", ~{} left", human_duration(left)) } else { String::new() }
+        );
+    }
+}
+
+/// "12 s", "3 min", "2.5 h".
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+/// Sync one account's plan: fetch, stage and commit every day, in order.
+pub fn sync_days(
+    config: &Config,
+    douyin: &Arc<Douyin>,
+    store: &mut Store,
+    plan: &Plan,
+    stop: &Stop,
+) -> Result<AccountStats, Error> {
+    if plan.days.is_empty() {
+        return Ok(AccountStats::default());
+    }
+    let queue = Arc::new(JobQueue::default());
+    let workers = config.concurrency().max(1);
+    let (tx, rx) = mpsc::sync_channel::<Fetched>(workers * 2);
+    let ctx = Arc::new(FetchContext {
+        douyin: Arc::clone(douyin),
+        cipher: PhoneCipher::new(config.app_secret().expose()).ok(),
+        account_id: plan.key.account_id.clone(),
+        time_field: config.time_field(),
+        page_size: config.page_size(),
+        order_status: config.order_status(),
+        get_secret_number: config.get_secret_number(),
+        stop: stop.clone(),
+    });
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (ctx, queue, tx) = (Arc::clone(&ctx), Arc::clone(&queue), tx.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("fetch-{i}"))
+            .spawn(move || fetcher(ctx, queue, tx))
+            .map_err(|e| Error::Bug(format!("cannot start a fetcher thread: {e}")))?;
+        handles.push(handle);
+    }
+    drop(tx);
+    let page_size = u64::from(config.page_size());
+    let mut pipeline = Pipeline {
+        config,
+        store,
+        plan,
+        queue: Arc::clone(&queue),
+        days: (0..plan.days.len()).map(|_| None).collect(),
+        next_commit: 0,
+        next_schedule: 0,
+        lookahead: workers.clamp(2, 32),
+        generation: 0,
+        stats: AccountStats::default(),
+        started: Instant::now(),
+        slice_limit: (PAGE_LIMIT / page_size) * page_size,
+    };
+    let result = (|| {
+        pipeline.schedule()?;
+        while pipeline.next_commit < plan.days.len() {
+            stop.check()?;
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(fetched) => pipeline.handle(fetched)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    stop.check()?;
+                    return Err(Error::Bug("every fetcher stopped".into()));
+                }
+            }
+        }
+        Ok(())
+    })();
+    queue.close();
+    if result.is_ok() {
+        for handle in handles {
+            // Idle fetchers return as soon as the queue is closed.
+            let _ = handle.join();
+        }
+    }
+    // On an error, fetchers still inside an HTTP call are left to end on their own: waiting
+    // for them would hold a signal's exit up to the HTTP timeout. Their staged days were never
+    // committed and their temporary tables go with the session.
+    let stats = pipeline.stats.clone();
+    for d in pipeline.next_commit..pipeline.next_schedule {
+        if pipeline.store.is_closed() {
+            break;
+        }
+        let _ = pipeline.store.stage_discard(d);
+    }
+    result.map(|()| stats)
+}
+
+/// Requests, retries and token fetches so far, for the summary line.
+pub fn request_counts(douyin: &Douyin) -> (u64, u64, u64) {
+    let c = douyin.counters();
+    (
+        c.requests.load(Ordering::Relaxed),
+        c.retries.load(Ordering::Relaxed),
+        c.token_fetches.load(Ordering::Relaxed),
+    )
+}

@@ -763,14 +763,10 @@ fn parse<T: for<'de> Deserialize<'de>>(
     })
 }
 
-/// A transport error in one line, without the URL's query string (it names the account only,
-/// but there is no reason to repeat it in every warning).
+/// A transport error in one line: the URL (its query names the account and the window, never a
+/// secret: the token travels in a header), the kind, and the underlying cause.
 fn transport_message(t: &ureq::Transport) -> String {
-    let kind = t.kind().to_string();
-    match t.message() {
-        Some(m) => format!("{kind}: {m}"),
-        None => kind,
-    }
+    t.to_string().replace('\n', " ")
 }
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
         );
     }
     let mut store = Store::connect(config.database())?;
-    for name in store.migrate()? {
-        log::info!("applied migration {name}");
+    for done in store.migrate()? {
+        log::info!("{done}");
     }
     stop.check()?;
     let douyin = Arc::new(Douyin::new(config, stop.clone()));

@@ -129,6 +129,9 @@ impl Store {
         let mut tx = self.client.transaction().map_err(err("migrations"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(err("migration lock"))?;
+        // "already exists, skipping" notices are expected on every run but the first.
+        tx.batch_execute("SET LOCAL client_min_messages = warning")
+            .map_err(err("migrations"))?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS douyin_order_sync_migrations (
                  version    integer PRIMARY KEY,
@@ -147,6 +150,11 @@ impl Store {
             if applied.contains(version) {
                 continue;
             }
+            if *version == 1 {
+                if let Some(message) = adopt_python_table(&mut tx, &masked)? {
+                    done.push(message);
+                }
+            }
             tx.batch_execute(sql)
                 .map_err(err(&format!("migration {version:04}_{name}")))?;
             tx.execute(
@@ -154,7 +162,7 @@ impl Store {
                 &[version, name],
             )
             .map_err(err("migrations table"))?;
-            done.push(format!("{version:04}_{name}"));
+            done.push(format!("applied migration {version:04}_{name}"));
         }
         tx.commit().map_err(err("migrations"))?;
         Ok(done)
@@ -335,6 +343,86 @@ impl Store {
             .batch_execute(&format!("DROP TABLE IF EXISTS stage_{day}"))
             .map_err(self.err("drop staging table"))
     }
+}
+
+/// Before the first migration: when `orders` is the Python tool's table, adopt it in place (in
+/// the migration transaction, so it is all or nothing). Returns what was done, to log once.
+fn adopt_python_table(
+    tx: &mut postgres::Transaction<'_>,
+    masked: &str,
+) -> Result<Option<String>, Error> {
+    let err = |c: &'static str| move |e: postgres::Error| db_error(masked, c, &e);
+    let columns: Vec<(String, String)> = tx
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns
+              WHERE table_schema = current_schema() AND table_name = 'orders'",
+            &[],
+        )
+        .map_err(err("inspect orders"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    if columns.is_empty() {
+        return Ok(None); // no table yet: migration 0001 creates it
+    }
+    let type_of = |name: &str| {
+        columns
+            .iter()
+            .find(|(c, _)| c == name)
+            .map(|(_, t)| t.as_str())
+    };
+    let seed_columns = [
+        "order_id", "order_status", "sku_id", "sku_name", "pay_amount", "count", "pay_time",
+        "create_time", "update_time", "source_order_id", "phone", "raw_data", "sync_time",
+    ];
+    if let Some(missing) = seed_columns.iter().find(|c| type_of(c).is_none()) {
+        return Err(Error::config(format!(
+            "DB_URL ({masked}): a table named orders exists without a {missing} column: it is neither this tool's nor the Python tool's; use another database or schema"
+        )));
+    }
+    let legacy = type_of("pay_amount") == Some("double precision")
+        || type_of("create_time") == Some("timestamp without time zone");
+    if !legacy {
+        return Ok(None);
+    }
+    let counts = tx
+        .query_one(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE raw_data IS NULL),
+                    count(*) FILTER (WHERE NOT coalesce(raw_data ? 'pay_amount', false)),
+                    count(*) FILTER (WHERE NOT coalesce(raw_data ? 'create_order_time', false)),
+                    count(*) FILTER (WHERE NOT coalesce(raw_data ? 'update_order_time', false)),
+                    count(*) FILTER (WHERE NOT coalesce(raw_data ? 'order_status', false))
+               FROM orders",
+            &[],
+        )
+        .map_err(err("inspect orders"))?;
+    let n = |i: usize| counts.get::<_, i64>(i);
+    tx.batch_execute(include_str!("../sql/adopt_python_orders.sql"))
+        .map_err(err("adopt the Python tool's orders table"))?;
+    let kept = [
+        ("pay_amount", n(2)),
+        ("create_time", n(3)),
+        ("update_time", n(4)),
+        ("order_status", n(5)),
+    ]
+    .iter()
+    .filter(|(_, k)| *k > 0)
+    .map(|(c, k)| format!("{c} {k}"))
+    .collect::<Vec<_>>();
+    Ok(Some(format!(
+        "adopted the Python tool's orders table in place: {} rows re-typed from raw_data (pay_amount fen -> yuan, times from epoch seconds as timestamptz){}",
+        n(0),
+        if kept.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; rows whose raw_data lacked a field kept their own value ({} without raw_data): {}",
+                n(1),
+                kept.join(", ")
+            )
+        }
+    )))
 }
 
 /// The advisory lock key of an account: FNV-1a, stable across versions and servers.

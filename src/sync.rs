@@ -348,9 +348,57 @@ struct Pipeline<'a> {
     started: Instant,
     /// Orders a full page can hold up to the API's paging limit.
     slice_limit: u64,
+    reconnects: u32,
+    stop: &'a Stop,
 }
 
 impl Pipeline<'_> {
+    /// After an error: when the database connection was lost, reconnect (with backoff), take the
+    /// account's lock again and fetch every uncommitted day again (their staging tables went
+    /// with the session). Any other error ends the account.
+    fn recover(&mut self, error: Error) -> Result<(), Error> {
+        let retry = self.config.retry();
+        if !matches!(error, Error::Database(_)) || !self.store.is_closed() {
+            return Err(error);
+        }
+        self.reconnects += 1;
+        if self.reconnects > retry.max_tries {
+            return Err(error);
+        }
+        let date = &self.plan.days[self.next_commit].date;
+        log::warn!("lost the database connection ({error}); reconnecting, then fetching {date} again");
+        let mut tries = 0;
+        let store = loop {
+            tries += 1;
+            let delay = retry
+                .base
+                .saturating_mul(1 << (tries - 1).min(20))
+                .min(retry.max_delay);
+            self.stop.sleep(delay)?;
+            match Store::connect(self.config.database()) {
+                Ok(store) => break store,
+                Err(e) if tries < retry.max_tries => {
+                    log::warn!("reconnect {tries}/{}: {e}", retry.max_tries - 1);
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        *self.store = store;
+        if !self.store.try_lock(&self.plan.key.account_id)? {
+            return Err(Error::Locked(format!(
+                "another run took the lock of account {} while the database connection was down",
+                self.plan.key.account_id
+            )));
+        }
+        self.generation += 1;
+        self.queue.clear();
+        for day in &mut self.days[self.next_commit..self.next_schedule] {
+            *day = None;
+        }
+        self.next_schedule = self.next_commit;
+        self.schedule()
+    }
+
     fn schedule(&mut self) -> Result<(), Error> {
         while self.next_schedule < self.plan.days.len()
             && self.next_schedule < self.next_commit + self.lookahead
@@ -628,13 +676,21 @@ pub fn sync_days(
         stats: AccountStats::default(),
         started: Instant::now(),
         slice_limit: (PAGE_LIMIT / page_size) * page_size,
+        reconnects: 0,
+        stop,
     };
     let result = (|| {
-        pipeline.schedule()?;
+        if let Err(e) = pipeline.schedule() {
+            pipeline.recover(e)?;
+        }
         while pipeline.next_commit < plan.days.len() {
             stop.check()?;
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(fetched) => pipeline.handle(fetched)?,
+                Ok(fetched) => {
+                    if let Err(e) = pipeline.handle(fetched) {
+                        pipeline.recover(e)?;
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     stop.check()?;

@@ -152,9 +152,15 @@ mod tests {
 
     #[test]
     fn flags_become_variables_by_their_python_names() {
-        let args = parse(&argv(&["x", "--page-size", "20", "--start-date", "2024-01-01"]))
-            .unwrap()
-            .unwrap();
+        let args = parse(&argv(&[
+            "x",
+            "--page-size",
+            "20",
+            "--start-date",
+            "2024-01-01",
+        ]))
+        .unwrap()
+        .unwrap();
         let vars = args.variables();
         assert!(vars.contains(&("PAGE_SIZE", "20".to_string())));
         assert!(vars.contains(&("START_DATE", "2024-01-01".to_string())));

@@ -268,7 +268,8 @@ impl Config {
         let get_secret_number = s.boolean("GET_SECRET_NUMBER", false)?;
         let max_qps = s.number("MAX_QPS", 10, 1, 1000)? as u32;
         // Enough requests in flight to keep MAX_QPS busy up to ~1 s of latency.
-        let concurrency = s.number("CONCURRENCY", i64::from(max_qps.clamp(2, 32)), 1, 256)? as usize;
+        let concurrency =
+            s.number("CONCURRENCY", i64::from(max_qps.clamp(2, 32)), 1, 256)? as usize;
         let time_field = if s.boolean("USE_CREATE_TIME", false)? {
             TimeField::Create
         } else {
@@ -279,7 +280,7 @@ impl Config {
             max_tries: s.number("RETRY_MAX_TRIES", 8, 1, 100)? as u32,
             base: Duration::from_millis(s.number("RETRY_BASE_MS", 1000, 1, 600_000)? as u64),
             max_delay: Duration::from_millis(
-                s.number("RETRY_MAX_DELAY_MS", 30_000, 1, 3_600_000)? as u64,
+                s.number("RETRY_MAX_DELAY_MS", 30_000, 1, 3_600_000)? as u64
             ),
         };
         let http_timeout = Duration::from_secs(s.number("HTTP_TIMEOUT_SECS", 30, 1, 600)? as u64);
@@ -351,7 +352,11 @@ impl Sources {
             .parse()
             .map_err(|_| invalid(name, &v, "must be a whole number"))?;
         if n < min || n > max {
-            return Err(invalid(name, &v, &format!("must be between {min} and {max}")));
+            return Err(invalid(
+                name,
+                &v,
+                &format!("must be between {min} and {max}"),
+            ));
         }
         Ok(n)
     }
@@ -470,20 +475,16 @@ fn parse_db_url(raw: &str) -> Result<Database, Error> {
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "sslmode" => {
-                tls = match v {
-                    "disable" => TlsMode::Disable,
-                    "allow" | "prefer" => TlsMode::Prefer,
-                    "require" => TlsMode::Require,
-                    "verify-ca" => TlsMode::VerifyCa,
-                    "verify-full" => TlsMode::VerifyFull,
-                    _ => {
-                        return Err(bad(&format!(
-                            "has sslmode={v}: expected disable, prefer, require, verify-ca or verify-full"
-                        )))
-                    }
-                }
-            }
+            "sslmode" => tls = match v {
+                "disable" => TlsMode::Disable,
+                "allow" | "prefer" => TlsMode::Prefer,
+                "require" => TlsMode::Require,
+                "verify-ca" => TlsMode::VerifyCa,
+                "verify-full" => TlsMode::VerifyFull,
+                _ => return Err(bad(&format!(
+                    "has sslmode={v}: expected disable, prefer, require, verify-ca or verify-full"
+                ))),
+            },
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
             _ => kept.push(pair),
         }
@@ -546,11 +547,7 @@ pub fn mask_url(raw: &str) -> String {
         if let Some(at) = raw[after..authority_end].rfind('@') {
             let userinfo = &raw[after..after + at];
             if let Some(colon) = userinfo.find(':') {
-                out = format!(
-                    "{}***{}",
-                    &raw[..after + colon + 1],
-                    &raw[after + at..]
-                );
+                out = format!("{}***{}", &raw[..after + colon + 1], &raw[after + at..]);
             }
         }
     }
@@ -564,7 +561,9 @@ pub fn mask_url(raw: &str) -> String {
 
 /// Read the `.env` file: the one named by `--env-file` (which must exist), else `./.env`, else
 /// `.env` beside the binary.
-fn read_env_file(explicit: Option<&str>) -> Result<(HashMap<String, String>, Option<PathBuf>), Error> {
+fn read_env_file(
+    explicit: Option<&str>,
+) -> Result<(HashMap<String, String>, Option<PathBuf>), Error> {
     let path = match explicit {
         Some(p) => {
             let p = PathBuf::from(p);
@@ -588,9 +587,8 @@ fn read_env_file(explicit: Option<&str>) -> Result<(HashMap<String, String>, Opt
     let Some(path) = path else {
         return Ok((HashMap::new(), None));
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::config(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
     Ok((parse_dotenv(&text), Some(path)))
 }
 
@@ -692,7 +690,10 @@ mod tests {
     #[test]
     fn end_before_start_is_refused() {
         let e = err(&[("START_DATE", "2024-01-05"), ("END_DATE", "2024-01-04")]);
-        assert!(e.contains("END_DATE") && e.contains("before START_DATE"), "{e}");
+        assert!(
+            e.contains("END_DATE") && e.contains("before START_DATE"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -715,9 +716,15 @@ mod tests {
 
     #[test]
     fn end_time_is_inclusive() {
-        let c = Config::from_sources(&sources(&[("START_TIME", "100"), ("END_TIME", "200")]))
-            .unwrap();
-        assert_eq!(c.window(), &WindowSpec::Range(Span { start: 100, end: 201 }));
+        let c =
+            Config::from_sources(&sources(&[("START_TIME", "100"), ("END_TIME", "200")])).unwrap();
+        assert_eq!(
+            c.window(),
+            &WindowSpec::Range(Span {
+                start: 100,
+                end: 201
+            })
+        );
     }
 
     #[test]
@@ -727,13 +734,21 @@ mod tests {
 
     #[test]
     fn milliseconds_are_recognised_and_refused() {
-        assert!(err(&[("START_TIME", "1704038400000"), ("END_TIME", "1704038400001")])
-            .contains("milliseconds"));
+        assert!(err(&[
+            ("START_TIME", "1704038400000"),
+            ("END_TIME", "1704038400001")
+        ])
+        .contains("milliseconds"));
     }
 
     #[test]
     fn booleans_accept_true_false_1_0() {
-        for (v, field) in [("true", TimeField::Create), ("1", TimeField::Create), ("FALSE", TimeField::Update), ("0", TimeField::Update)] {
+        for (v, field) in [
+            ("true", TimeField::Create),
+            ("1", TimeField::Create),
+            ("FALSE", TimeField::Update),
+            ("0", TimeField::Update),
+        ] {
             let c = Config::from_sources(&sources(&[("USE_CREATE_TIME", v)])).unwrap();
             assert_eq!(c.time_field(), field, "{v}");
         }
@@ -761,7 +776,10 @@ mod tests {
     fn the_secret_never_appears_in_debug_output() {
         let c = Config::from_sources(&sources(&[])).unwrap();
         let debug = format!("{c:?}");
-        assert!(!debug.contains("0123456789abcdef0123456789abcdef"), "{debug}");
+        assert!(
+            !debug.contains("0123456789abcdef0123456789abcdef"),
+            "{debug}"
+        );
         assert!(!debug.contains("pw@"), "{debug}");
     }
 
@@ -769,7 +787,10 @@ mod tests {
     fn db_url_password_is_masked_in_errors() {
         let e = err(&[("DB_URL", "mysql://user:hunter2@h/db")]);
         assert!(!e.contains("hunter2") && e.contains("user:***@h"), "{e}");
-        assert_eq!(mask_url("postgres://u:p@h/db?password=x&a=b"), "postgres://u:***@h/db?password=***&a=b");
+        assert_eq!(
+            mask_url("postgres://u:p@h/db?password=x&a=b"),
+            "postgres://u:***@h/db?password=***&a=b"
+        );
         assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 
@@ -794,9 +815,8 @@ mod tests {
 
     #[test]
     fn dotenv_lines_parse_like_python_dotenv() {
-        let vars = parse_dotenv(
-            "# comment\nexport A=1\nB = \"two words\"\nC='x#y'\nD=plain # note\nE=\n",
-        );
+        let vars =
+            parse_dotenv("# comment\nexport A=1\nB = \"two words\"\nC='x#y'\nD=plain # note\nE=\n");
         assert_eq!(vars["A"], "1");
         assert_eq!(vars["B"], "two words");
         assert_eq!(vars["C"], "x#y");

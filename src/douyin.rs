@@ -69,7 +69,10 @@ pub enum CallError {
     /// Connect failure, timeout, reset, a body cut short.
     Transport(String),
     /// A body that is not the JSON we expect.
-    Malformed { detail: String, logid: Option<String> },
+    Malformed {
+        detail: String,
+        logid: Option<String>,
+    },
 }
 
 impl CallError {
@@ -163,7 +166,11 @@ fn answer_error(
     let code = code_of(data_code).or(extra_code)?;
     let mut description = data_description
         .filter(|d| !d.is_empty())
-        .or_else(|| extra.and_then(|e| e.description.as_deref()).filter(|d| !d.is_empty()))
+        .or_else(|| {
+            extra
+                .and_then(|e| e.description.as_deref())
+                .filter(|d| !d.is_empty())
+        })
         .unwrap_or("")
         .to_string();
     if let Some(e) = extra {
@@ -173,7 +180,9 @@ fn answer_error(
             description.push_str(&format!(
                 " [sub {}{}]",
                 sub.map(|c| c.to_string()).unwrap_or_default(),
-                sub_description.map(|d| format!(": {d}")).unwrap_or_default()
+                sub_description
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -448,13 +457,13 @@ impl Douyin {
         ) {
             return Err(CallError::Api(refusal));
         }
-        let token = data
-            .access_token
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| CallError::Malformed {
-                detail: "token answer without access_token".into(),
-                logid,
-            })?;
+        let token =
+            data.access_token
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| CallError::Malformed {
+                    detail: "token answer without access_token".into(),
+                    logid,
+                })?;
         if let Some(expires) = data.expires_in.as_ref().and_then(Num::as_i64) {
             log::debug!("client token valid for {expires} s");
         }
@@ -568,7 +577,9 @@ impl Douyin {
         let mut plain = HashMap::new();
         if let Some(data) = answer.data {
             for r in data.results.unwrap_or_default() {
-                if let (Some(c), Some(p), true) = (r.cipher_text, r.plain_text, r.is_success != Some(false)) {
+                if let (Some(c), Some(p), true) =
+                    (r.cipher_text, r.plain_text, r.is_success != Some(false))
+                {
                     if !p.is_empty() {
                         plain.insert(c, p);
                     }
@@ -753,10 +764,7 @@ impl From<Error> for Stopped {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(
-    text: &str,
-    logid: &Option<String>,
-) -> Result<T, CallError> {
+fn parse<T: for<'de> Deserialize<'de>>(text: &str, logid: &Option<String>) -> Result<T, CallError> {
     serde_json::from_str(text).map_err(|e| CallError::Malformed {
         detail: format!("not the expected JSON ({e})"),
         logid: logid.clone(),
@@ -790,7 +798,9 @@ mod tests {
         for code in [2100005, 2119001, 28001007] {
             assert_eq!(classify(code), Class::Rejected, "{code}");
         }
-        for code in [2190004, 28001014, 28001018, 2119005, 2100007, 2119013, 10002, 10003, 10013] {
+        for code in [
+            2190004, 28001014, 28001018, 2119005, 2100007, 2119013, 10002, 10003, 10013,
+        ] {
             assert_eq!(classify(code), Class::Refused, "{code}");
         }
     }
@@ -831,7 +841,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(in_data.code, 2100005);
-        assert!(answer_error("x", Some(&Num::Int(0)), None, Some(&Extra::default()), None).is_none());
+        assert!(
+            answer_error("x", Some(&Num::Int(0)), None, Some(&Extra::default()), None).is_none()
+        );
     }
 
     #[test]
@@ -848,7 +860,13 @@ mod tests {
         let keys: Vec<_> = q.params().into_iter().map(|(k, _)| k).collect();
         assert_eq!(
             keys,
-            ["account_id", "page_num", "page_size", "update_order_start_time", "update_order_end_time"]
+            [
+                "account_id",
+                "page_num",
+                "page_size",
+                "update_order_start_time",
+                "update_order_end_time"
+            ]
         );
         let q = OrderQuery {
             time_field: TimeField::Create,

@@ -102,8 +102,16 @@ fn sync_account(
     let plan = sync::plan(config, key, checkpoint, now);
     log::info!(
         "account {account}: {} {} .. {} by {} ({} day{}){}",
-        if plan.range_end.is_some() { "range" } else { "incremental" },
-        window::format_local(plan.days.first().map_or(plan.window.start, |d| d.span.start)),
+        if plan.range_end.is_some() {
+            "range"
+        } else {
+            "incremental"
+        },
+        window::format_local(
+            plan.days
+                .first()
+                .map_or(plan.window.start, |d| d.span.start)
+        ),
         window::format_local(plan.days.last().map_or(plan.window.end, |d| d.span.end)),
         config.time_field().key().replace('_', " "),
         plan.days.len(),

@@ -19,6 +19,7 @@ pub mod pacer;
 pub mod stop;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod window;
 
 use crate::config::Config;
@@ -42,9 +43,7 @@ pub fn run() -> Result<(), Error> {
     let stop = stop::Stop::install()?;
     match args.command {
         None => job::run(&config, &stop),
-        Some(cli::Command::Check(_)) => Err(Error::Usage(
-            "check is not available yet".into(),
-        )),
+        Some(cli::Command::Check(_)) => Err(Error::Usage("check is not available yet".into())),
     }
 }
 

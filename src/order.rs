@@ -96,7 +96,8 @@ pub fn extract(raw: Box<RawValue>) -> Result<OrderRow, String> {
         .as_ref()
         .and_then(Value::as_array)
         .and_then(|a| a.first());
-    let sku_id = text(f.sku_id.as_ref()).or_else(|| text(first_product.and_then(|p| p.get("sku_id"))));
+    let sku_id =
+        text(f.sku_id.as_ref()).or_else(|| text(first_product.and_then(|p| p.get("sku_id"))));
     let sku_name =
         text(f.sku_name.as_ref()).or_else(|| text(first_product.and_then(|p| p.get("sku_name"))));
     let phone_encrypt = f
@@ -172,8 +173,13 @@ mod tests {
 
     #[test]
     fn odd_shapes_do_not_fail_the_order() {
-        let r = row(r#"{"order_id":"9","contacts":{},"products":"none","count":"x","pay_amount":null}"#);
-        assert_eq!((r.count, r.pay_amount_fen, r.phone_encrypt), (None, None, None));
+        let r = row(
+            r#"{"order_id":"9","contacts":{},"products":"none","count":"x","pay_amount":null}"#,
+        );
+        assert_eq!(
+            (r.count, r.pay_amount_fen, r.phone_encrypt),
+            (None, None, None)
+        );
         assert!(extract(RawValue::from_string(r#"{"order_id":""}"#.into()).unwrap()).is_err());
         assert!(extract(RawValue::from_string("5".into()).unwrap()).is_err());
     }

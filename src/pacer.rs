@@ -68,7 +68,9 @@ impl Pacer {
                 let mut st = self.lock();
                 let now = Instant::now();
                 let window_free_at = if st.recent.len() >= self.max_qps as usize {
-                    st.recent.front().map_or(now, |t| *t + Duration::from_secs(1) + MARGIN)
+                    st.recent
+                        .front()
+                        .map_or(now, |t| *t + Duration::from_secs(1) + MARGIN)
                 } else {
                     now
                 };
@@ -101,7 +103,9 @@ impl Pacer {
     pub fn slow_down(&self) {
         let mut st = self.lock();
         let now = Instant::now();
-        if now.duration_since(st.last_change) >= Duration::from_secs(1) || st.rate >= f64::from(self.max_qps) {
+        if now.duration_since(st.last_change) >= Duration::from_secs(1)
+            || st.rate >= f64::from(self.max_qps)
+        {
             st.rate = (st.rate / 2.0).max(MIN_RATE);
             st.last_change = now;
             self.slowdowns.fetch_add(1, Ordering::Relaxed);

@@ -14,11 +14,7 @@ use postgres::{Client, NoTls};
 use std::io::Write;
 
 /// The migrations, in order. Each runs once, in its own transaction, and is recorded.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "orders",
-    include_str!("../sql/0001_orders.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "orders", include_str!("../sql/0001_orders.sql"))];
 
 /// Serialises migrations between runs that start at the same moment.
 const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301; // "dousync\x01"
@@ -94,16 +90,30 @@ impl Store {
     /// Connect (10 s connect timeout, set in the configuration).
     pub fn connect(db: &Database) -> Result<Store, Error> {
         let masked_url = db.masked_url().to_string();
+        // TLS is src/tls.rs's business; its error is a root certificate file that is unusable.
         let client = match db.tls() {
-            TlsMode::Disable | TlsMode::Prefer => db.pg_config().connect(NoTls),
-            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                return Err(Error::config(format!(
-                    "DB_URL ({masked_url}) asks for TLS (sslmode), which this build does not support yet"
-                )))
+            TlsMode::Disable => db.pg_config().connect(NoTls),
+            TlsMode::Prefer | TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
+                db.pg_config().connect(crate::tls::MakeTls::new(db)?)
             }
         }
-        .map_err(|e| db_error(&masked_url, "cannot connect", &e))?;
+        .map_err(|e| {
+            let context = format!("cannot connect with {}", crate::tls::describe(db));
+            db_error(&masked_url, &context, &e)
+        })?;
         Ok(Store { client, masked_url })
+    }
+
+    /// Whether this connection is encrypted (TLS), as the server sees it.
+    pub fn ssl_in_use(&mut self) -> Result<bool, Error> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .map_err(|e| db_error(&self.masked_url, "TLS status", &e))?;
+        Ok(row.get(0))
     }
 
     fn err(&self, context: &str) -> impl Fn(postgres::Error) -> Error + '_ {
@@ -372,8 +382,19 @@ fn adopt_python_table(
             .map(|(_, t)| t.as_str())
     };
     let seed_columns = [
-        "order_id", "order_status", "sku_id", "sku_name", "pay_amount", "count", "pay_time",
-        "create_time", "update_time", "source_order_id", "phone", "raw_data", "sync_time",
+        "order_id",
+        "order_status",
+        "sku_id",
+        "sku_name",
+        "pay_amount",
+        "count",
+        "pay_time",
+        "create_time",
+        "update_time",
+        "source_order_id",
+        "phone",
+        "raw_data",
+        "sync_time",
     ];
     if let Some(missing) = seed_columns.iter().find(|c| type_of(c).is_none()) {
         return Err(Error::config(format!(
@@ -491,16 +512,24 @@ mod tests {
     #[test]
     fn copy_lines_escape_tabs_newlines_and_backslashes() {
         let mut row = crate::order::extract(
-            RawValue::from_string(r#"{"order_id":"1","sku_name":"a\tb\nc\\d","pay_amount":129}"#.into())
-                .unwrap(),
+            RawValue::from_string(
+                r#"{"order_id":"1","sku_name":"a\tb\nc\\d","pay_amount":129}"#.into(),
+            )
+            .unwrap(),
         )
         .unwrap();
         row.phone = None;
         let mut buf = Vec::new();
         copy_line(&mut buf, &row);
         let line = String::from_utf8(buf).unwrap();
-        assert!(line.starts_with("1\t\\N\t\\N\ta\\tb\\nc\\\\d\t1.29\t"), "{line}");
-        assert!(line.ends_with("\"sku_name\":\"a\\\\tb\\\\nc\\\\\\\\d\",\"pay_amount\":129}\n"), "{line}");
+        assert!(
+            line.starts_with("1\t\\N\t\\N\ta\\tb\\nc\\\\d\t1.29\t"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("\"sku_name\":\"a\\\\tb\\\\nc\\\\\\\\d\",\"pay_amount\":129}\n"),
+            "{line}"
+        );
         assert_eq!(line.matches('\n').count(), 1);
         assert_eq!(line.matches('\t').count(), 11);
     }
@@ -508,7 +537,10 @@ mod tests {
     #[test]
     fn lock_keys_differ_by_account_and_are_stable() {
         assert_ne!(lock_key("1"), lock_key("2"));
-        assert_eq!(lock_key("7000000000000000001"), lock_key("7000000000000000001"));
+        assert_eq!(
+            lock_key("7000000000000000001"),
+            lock_key("7000000000000000001")
+        );
     }
 
     #[test]

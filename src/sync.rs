@@ -88,7 +88,9 @@ pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>,
             // A finished range runs in full again (to refresh refunds); an unfinished one
             // resumes after its last committed day. The future is not asked for.
             let resumed_from = checkpoint
-                .filter(|c| !c.range_done && c.synced_until > span.start && c.synced_until < span.end)
+                .filter(|c| {
+                    !c.range_done && c.synced_until > span.start && c.synced_until < span.end
+                })
                 .map(|c| c.synced_until);
             let start = resumed_from.unwrap_or(span.start);
             let end = span.end.min(now);
@@ -211,9 +213,9 @@ impl FetchContext {
         let logid = page.logid.clone().unwrap_or_default();
         let mut rows = Vec::with_capacity(page.orders.len());
         for raw in page.orders {
-            rows.push(extract(raw).map_err(|e| {
-                Error::Bug(format!("Douyin sent {e} (logid {logid})"))
-            })?);
+            rows.push(
+                extract(raw).map_err(|e| Error::Bug(format!("Douyin sent {e} (logid {logid})")))?,
+            );
         }
         self.decrypt_phones(&mut rows)?;
         Ok(PageRows {
@@ -366,7 +368,9 @@ impl Pipeline<'_> {
             return Err(error);
         }
         let date = &self.plan.days[self.next_commit].date;
-        log::warn!("lost the database connection ({error}); reconnecting, then fetching {date} again");
+        log::warn!(
+            "lost the database connection ({error}); reconnecting, then fetching {date} again"
+        );
         let mut tries = 0;
         let store = loop {
             tries += 1;

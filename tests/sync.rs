@@ -1,4 +1,5 @@
 //! The sync job end to end: the real binary against the fake Douyin and a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails loudly by design
 
 mod support;
 
@@ -23,9 +24,19 @@ fn a_backfill_lands_every_order_exactly() {
     }
     // One informative line per day and a summary.
     for date in ["2024-03-01", "2024-03-02", "2024-03-03"] {
-        assert!(out.log().lines().any(|l| l.contains(date) && l.contains("140 orders")), "{}", out.report());
+        assert!(
+            out.log()
+                .lines()
+                .any(|l| l.contains(date) && l.contains("140 orders")),
+            "{}",
+            out.report()
+        );
     }
-    assert!(out.log().contains("done: 3 days, 420 orders"), "{}", out.report());
+    assert!(
+        out.log().contains("done: 3 days, 420 orders"),
+        "{}",
+        out.report()
+    );
 }
 
 #[test]
@@ -39,7 +50,10 @@ fn an_exclusive_end_bound_and_the_second_decrypt_shape_also_land_every_order() {
         },
     );
     let served = w.seed_days(MARCH_1, 2, 90);
-    w.range_cmd("2024-03-01", "2024-03-02").env("PAGE_SIZE", "20").run().expect_success();
+    w.range_cmd("2024-03-01", "2024-03-02")
+        .env("PAGE_SIZE", "20")
+        .run()
+        .expect_success();
     let table = w.table();
     assert_eq!(table.len(), served.len());
     for order in &served {
@@ -51,7 +65,9 @@ fn an_exclusive_end_bound_and_the_second_decrypt_shape_also_land_every_order() {
 fn a_rerun_changes_nothing() {
     let w = World::new("rerun_nothing");
     w.seed_days(MARCH_1, 2, 60);
-    w.range_cmd("2024-03-01", "2024-03-02").run().expect_success();
+    w.range_cmd("2024-03-01", "2024-03-02")
+        .run()
+        .expect_success();
     let before = w.table();
     let out = w.range_cmd("2024-03-01", "2024-03-02").run();
     out.expect_success();
@@ -89,13 +105,23 @@ fn a_day_of_12000_orders_is_complete() {
         .env("PAGE_SIZE", "100")
         .run();
     out.expect_success();
-    assert_eq!(w.count("SELECT count(*) FROM orders"), 12_000, "{}", out.report());
+    assert_eq!(
+        w.count("SELECT count(*) FROM orders"),
+        12_000,
+        "{}",
+        out.report()
+    );
     let table = w.table();
     for order in served.iter().step_by(97) {
         assert_stored_exactly(order, &table[order.json["order_id"].as_str().unwrap()]);
     }
     // The API refuses page_num × page_size > 10000: the job must have cut the day instead.
-    for r in w.fake.requests().iter().filter(|r| r.path.contains("order/query")) {
+    for r in w
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("order/query"))
+    {
         let page: u64 = r.params["page_num"].parse().unwrap();
         let size: u64 = r.params["page_size"].parse().unwrap();
         assert!(page * size <= 10_000, "{r:?}");
@@ -108,7 +134,11 @@ fn the_incremental_second_run_asks_only_for_the_new_window() {
     let w = World::new("incremental_window");
     let today = support::setup::local_midnight_now();
     w.seed_days(today - 2 * DAY, 2, 10);
-    w.cmd().env("SYNC_DAYS", "3").env("OVERLAP_SECS", "60").run().expect_success();
+    w.cmd()
+        .env("SYNC_DAYS", "3")
+        .env("OVERLAP_SECS", "60")
+        .run()
+        .expect_success();
     let first = w.fake.requests().len();
     let first_end = w.fake.requests()[..first]
         .iter()
@@ -117,7 +147,11 @@ fn the_incremental_second_run_asks_only_for_the_new_window() {
         .max()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    w.cmd().env("SYNC_DAYS", "3").env("OVERLAP_SECS", "60").run().expect_success();
+    w.cmd()
+        .env("SYNC_DAYS", "3")
+        .env("OVERLAP_SECS", "60")
+        .run()
+        .expect_success();
     let second: Vec<_> = w.fake.requests()[first..]
         .iter()
         .filter(|r| r.path.contains("order/query"))
@@ -126,7 +160,10 @@ fn the_incremental_second_run_asks_only_for_the_new_window() {
     assert!(!second.is_empty());
     for r in &second {
         let start: i64 = r.params["update_order_start_time"].parse().unwrap();
-        assert!(start >= first_end - 60, "asked from {start}, first run ended at {first_end}");
+        assert!(
+            start >= first_end - 60,
+            "asked from {start}, first run ended at {first_end}"
+        );
     }
 }
 
@@ -139,15 +176,31 @@ fn create_time_mode_asks_by_create_time() {
         .run()
         .expect_success();
     assert_eq!(w.count("SELECT count(*) FROM orders"), 10);
-    let r = w.fake.requests().into_iter().find(|r| r.path.contains("order/query")).unwrap();
-    assert!(r.params.contains_key("create_order_start_time") && !r.params.contains_key("update_order_start_time"));
+    let r = w
+        .fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.contains("order/query"))
+        .unwrap();
+    assert!(
+        r.params.contains_key("create_order_start_time")
+            && !r.params.contains_key("update_order_start_time")
+    );
 }
 
 fn nothing_written(w: &World) {
     let tables: i64 = w.count("SELECT count(*) FROM pg_tables WHERE tablename = 'orders'");
     if tables == 1 {
-        assert_eq!(w.count("SELECT count(*) FROM orders"), 0, "orders were written");
-        assert_eq!(w.count("SELECT count(*) FROM sync_checkpoints"), 0, "a checkpoint was written");
+        assert_eq!(
+            w.count("SELECT count(*) FROM orders"),
+            0,
+            "orders were written"
+        );
+        assert_eq!(
+            w.count("SELECT count(*) FROM sync_checkpoints"),
+            0,
+            "a checkpoint was written"
+        );
     }
 }
 
@@ -158,8 +211,14 @@ fn each_bad_setting_exits_78_naming_the_variable_and_writes_nothing() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("PAGE_SIZE", "101")], "PAGE_SIZE=\"101\""),
         (&[("PAGE_SIZE", "0")], "PAGE_SIZE"),
-        (&[("START_DATE", "2024-03-05"), ("END_DATE", "2024-03-01")], "END_DATE"),
-        (&[("START_DATE", "2024-13-01"), ("END_DATE", "2024-03-01")], "START_DATE=\"2024-13-01\""),
+        (
+            &[("START_DATE", "2024-03-05"), ("END_DATE", "2024-03-01")],
+            "END_DATE",
+        ),
+        (
+            &[("START_DATE", "2024-13-01"), ("END_DATE", "2024-03-01")],
+            "START_DATE=\"2024-13-01\"",
+        ),
         (&[("START_DATE", "2024-03-01")], "END_DATE"),
         (&[("MAX_QPS", "fast")], "MAX_QPS"),
         (&[("USE_CREATE_TIME", "maybe")], "USE_CREATE_TIME"),
@@ -171,7 +230,11 @@ fn each_bad_setting_exits_78_naming_the_variable_and_writes_nothing() {
         out.expect_code(78);
         let errors: Vec<&str> = out.log().lines().filter(|l| l.contains("ERROR")).collect();
         assert_eq!(errors.len(), 1, "{}", out.report());
-        assert!(errors[0].contains(needle), "{needle} not in {}", out.report());
+        assert!(
+            errors[0].contains(needle),
+            "{needle} not in {}",
+            out.report()
+        );
     }
     for missing in ["DB_URL", "APPID", "AppSecret", "ACCOUNT_ID"] {
         let mut cmd = Cmd::new();
@@ -187,9 +250,16 @@ fn each_bad_setting_exits_78_naming_the_variable_and_writes_nothing() {
         }
         let out = cmd.run();
         out.expect_code(78);
-        assert!(out.log().contains(&format!("{missing} is not set")), "{}", out.report());
+        assert!(
+            out.log().contains(&format!("{missing} is not set")),
+            "{}",
+            out.report()
+        );
     }
-    assert!(w.fake.requests().is_empty(), "a bad setting still called Douyin");
+    assert!(
+        w.fake.requests().is_empty(),
+        "a bad setting still called Douyin"
+    );
     nothing_written(&w);
 }
 
@@ -205,24 +275,86 @@ fn help_lists_every_variable_flag_and_exit_code() {
     let out = Cmd::new().arg("--help").run();
     out.expect_success();
     for needle in [
-        "DB_URL", "APPID", "AppSecret", "ACCOUNT_ID", "API_BASE_URL", "PAGE_SIZE", "ORDER_STATUS",
-        "GET_SECRET_NUMBER", "MAX_QPS", "START_DATE", "END_DATE", "START_TIME", "END_TIME",
-        "SYNC_DAYS", "USE_CREATE_TIME", "SYNC_INTERVAL", "TASK_ID", "--start-date", "--env-file",
-        " 64 ", " 70 ", " 75 ", " 77 ", " 78 ", " 130 ", " 143 ",
+        "DB_URL",
+        "APPID",
+        "AppSecret",
+        "ACCOUNT_ID",
+        "API_BASE_URL",
+        "PAGE_SIZE",
+        "ORDER_STATUS",
+        "GET_SECRET_NUMBER",
+        "MAX_QPS",
+        "START_DATE",
+        "END_DATE",
+        "START_TIME",
+        "END_TIME",
+        "SYNC_DAYS",
+        "USE_CREATE_TIME",
+        "SYNC_INTERVAL",
+        "TASK_ID",
+        "--start-date",
+        "--env-file",
+        " 64 ",
+        " 70 ",
+        " 75 ",
+        " 77 ",
+        " 78 ",
+        " 130 ",
+        " 143 ",
     ] {
-        assert!(out.stdout.contains(needle.trim_start()), "--help lacks {needle}\n{}", out.report());
+        assert!(
+            out.stdout.contains(needle.trim_start()),
+            "--help lacks {needle}\n{}",
+            out.report()
+        );
     }
 }
 
 #[test]
 fn refusals_exit_77_with_code_description_and_logid_and_write_nothing() {
     let cases: &[(Faults, &str)] = &[
-        (Faults { token_error: Some(10013), ..Faults::default() }, "10013"),
-        (Faults { token_error: Some(10003), ..Faults::default() }, "10003"),
-        (Faults { query_error: Some(2119005), ..Faults::default() }, "2119005"),
-        (Faults { query_error: Some(28001014), ..Faults::default() }, "28001014"),
-        (Faults { query_error: Some(2190004), ..Faults::default() }, "2190004"),
-        (Faults { query_error: Some(2100007), ..Faults::default() }, "2100007"),
+        (
+            Faults {
+                token_error: Some(10013),
+                ..Faults::default()
+            },
+            "10013",
+        ),
+        (
+            Faults {
+                token_error: Some(10003),
+                ..Faults::default()
+            },
+            "10003",
+        ),
+        (
+            Faults {
+                query_error: Some(2119005),
+                ..Faults::default()
+            },
+            "2119005",
+        ),
+        (
+            Faults {
+                query_error: Some(28001014),
+                ..Faults::default()
+            },
+            "28001014",
+        ),
+        (
+            Faults {
+                query_error: Some(2190004),
+                ..Faults::default()
+            },
+            "2190004",
+        ),
+        (
+            Faults {
+                query_error: Some(2100007),
+                ..Faults::default()
+            },
+            "2100007",
+        ),
     ];
     for (i, (faults, code)) in cases.iter().enumerate() {
         let w = World::new(&format!("refused_{i}"));
@@ -230,7 +362,11 @@ fn refusals_exit_77_with_code_description_and_logid_and_write_nothing() {
         w.fake.set_faults(faults.clone());
         let out = w.range_cmd("2024-03-01", "2024-03-01").run();
         out.expect_code(77);
-        let error = out.log().lines().find(|l| l.contains("ERROR")).unwrap_or_default();
+        let error = out
+            .log()
+            .lines()
+            .find(|l| l.contains("ERROR"))
+            .unwrap_or_default();
         assert!(error.contains(code), "{}", out.report());
         if !code.starts_with("100") {
             assert!(error.contains("logid "), "{}", out.report());
@@ -243,7 +379,10 @@ fn refusals_exit_77_with_code_description_and_logid_and_write_nothing() {
 fn an_invalid_parameter_answer_is_a_bug_exit_70() {
     let w = World::new("invalid_param");
     w.seed_days(MARCH_1, 1, 5);
-    w.fake.set_faults(Faults { query_error: Some(2100005), ..Faults::default() });
+    w.fake.set_faults(Faults {
+        query_error: Some(2100005),
+        ..Faults::default()
+    });
     let out = w.range_cmd("2024-03-01", "2024-03-01").run();
     out.expect_code(70);
     assert!(out.log().contains("2100005"), "{}", out.report());
@@ -266,7 +405,12 @@ fn a_transient_failure_without_retries_exits_75_and_commits_nothing_of_that_day(
         .run();
     out.expect_code(75);
     // The first day is committed whole, the second not at all.
-    assert_eq!(w.count("SELECT count(*) FROM orders"), 30, "{}", out.report());
+    assert_eq!(
+        w.count("SELECT count(*) FROM orders"),
+        30,
+        "{}",
+        out.report()
+    );
     assert_eq!(
         w.count(&format!(
             "SELECT count(*) FROM orders WHERE update_time >= to_timestamp({})",
@@ -288,7 +432,11 @@ fn an_unreachable_database_exits_75_in_one_line_with_the_password_masked() {
         .run();
     out.expect_code(75);
     assert_eq!(out.log().lines().count(), 1, "{}", out.report());
-    assert!(out.log().contains("sync:***@127.0.0.1:9/orders") && out.log().contains("DB_URL"), "{}", out.report());
+    assert!(
+        out.log().contains("sync:***@127.0.0.1:9/orders") && out.log().contains("DB_URL"),
+        "{}",
+        out.report()
+    );
     assert!(!out.log().contains("hunter2secret"));
 }
 
@@ -297,7 +445,9 @@ fn no_secret_appears_in_a_trace_level_log() {
     let w = World::new("no_secrets");
     let served = w.seed_days(MARCH_1, 1, 40);
     // A password in the URL (the throwaway server trusts loopback and ignores it).
-    let url = w.db.url().replacen("postgres@", "postgres:db-pass-7f3k@", 1);
+    let url =
+        w.db.url()
+            .replacen("postgres@", "postgres:db-pass-7f3k@", 1);
     assert!(url.contains("db-pass-7f3k"), "{url}");
     let out = w
         .range_cmd("2024-03-01", "2024-03-01")
@@ -306,10 +456,24 @@ fn no_secret_appears_in_a_trace_level_log() {
         .run();
     out.expect_success();
     let everything = format!("{}\n{}", out.stdout, out.stderr);
-    assert!(everything.contains("TRACE") || everything.contains("DEBUG"), "trace logging was not on");
-    assert!(!everything.contains("db-pass-7f3k"), "database password leaked");
-    assert!(!everything.contains(&w.config.app_secret), "AppSecret leaked");
-    let tokens: Vec<String> = w.fake.requests().iter().filter_map(|r| r.access_token.clone()).collect();
+    assert!(
+        everything.contains("TRACE") || everything.contains("DEBUG"),
+        "trace logging was not on"
+    );
+    assert!(
+        !everything.contains("db-pass-7f3k"),
+        "database password leaked"
+    );
+    assert!(
+        !everything.contains(&w.config.app_secret),
+        "AppSecret leaked"
+    );
+    let tokens: Vec<String> = w
+        .fake
+        .requests()
+        .iter()
+        .filter_map(|r| r.access_token.clone())
+        .collect();
     assert!(!tokens.is_empty());
     for token in tokens {
         assert!(!everything.contains(&token), "access token leaked");

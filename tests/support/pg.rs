@@ -42,6 +42,16 @@ pub struct ThrowawayCluster {
 impl ThrowawayCluster {
     /// Creates, starts and waits for a new cluster. The error is one line.
     pub fn start() -> Result<ThrowawayCluster, String> {
+        ThrowawayCluster::start_with(&[])
+    }
+
+    /// Like [`ThrowawayCluster::start`], with extra server settings (`name`,
+    /// `value` as in postgresql.conf, e.g. `("ssl", "on")`), appended to the
+    /// cluster's postgresql.conf before the server starts. Files they name
+    /// (`ssl_cert_file`, `hba_file`, …) must be readable by the user the
+    /// server runs as (`postgres` when we are root). The harness itself
+    /// connects as `postgres` over TCP without TLS: an `hba_file` must let it.
+    pub fn start_with(settings: &[(&str, &str)]) -> Result<ThrowawayCluster, String> {
         let bin = PgBin::find()?;
         let dir = unique_temp_path("douyin-order-sync-pg");
         std::fs::create_dir_all(&dir)
@@ -78,6 +88,7 @@ impl ThrowawayCluster {
             .args(["-A", "trust", "-U", "postgres", "--no-sync"])
             .args(["-E", "UTF8", "--locale=C"]);
         run_quietly(&mut initdb, "initdb")?;
+        cluster.append_settings(settings)?;
 
         // Another process may take the port between our probe and the
         // server's bind: retry with a new port a few times.
@@ -104,6 +115,24 @@ impl ThrowawayCluster {
             }
         }
         Err(last_error)
+    }
+
+    /// Appends `settings` to postgresql.conf (a later line wins over initdb's).
+    fn append_settings(&self, settings: &[(&str, &str)]) -> Result<(), String> {
+        if settings.is_empty() {
+            return Ok(());
+        }
+        let conf = self.data_dir().join("postgresql.conf");
+        let mut lines = String::from("\n# ThrowawayCluster::start_with\n");
+        for (name, value) in settings {
+            // postgresql.conf quotes like SQL: a quote is doubled.
+            lines.push_str(&format!("{name} = '{}'\n", value.replace('\'', "''")));
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&conf)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, lines.as_bytes()))
+            .map_err(|e| format!("cannot append settings to {}: {e}", conf.display()))
     }
 
     fn start_on(&self, port: u16) -> Result<(), String> {
@@ -201,10 +230,7 @@ impl ThrowawayCluster {
             .arg("-D")
             .arg(self.data_dir())
             .args(["-m", "fast", "-w", "-t", "60", "stop"]);
-        run_quietly(&mut pg_ctl, "pg_ctl stop").map_err(|e| {
-            self.stop_server("immediate");
-            e
-        })
+        run_quietly(&mut pg_ctl, "pg_ctl stop").inspect_err(|_| self.stop_server("immediate"))
     }
 
     fn stop_server(&self, mode: &str) {

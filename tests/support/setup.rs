@@ -51,11 +51,20 @@ impl World {
             .env("END_DATE", last_day)
     }
 
-    pub fn seed_days(&self, first_day_start: i64, days: usize, per_day: usize) -> Vec<GeneratedOrder> {
+    pub fn seed_days(
+        &self,
+        first_day_start: i64,
+        days: usize,
+        per_day: usize,
+    ) -> Vec<GeneratedOrder> {
         (0..days)
             .flat_map(|d| {
-                self.fake
-                    .seed_day(ACCOUNT, first_day_start + d as i64 * DAY, per_day, d as u64 + 1)
+                self.fake.seed_day(
+                    ACCOUNT,
+                    first_day_start + d as i64 * DAY,
+                    per_day,
+                    d as u64 + 1,
+                )
             })
             .collect()
     }
@@ -146,11 +155,16 @@ pub fn assert_stored_exactly(served: &GeneratedOrder, stored: &StoredOrder) {
     let o = &served.json;
     let id = o["order_id"].as_str().unwrap();
     assert_eq!(stored.raw_data, *o, "raw_data of {id}");
-    assert_eq!(stored.order_status, int(&o["order_status"]).map(|s| s.to_string()), "status of {id}");
-    let sku = text(o.get("sku_id")).or_else(|| text(o["products"].get(0).and_then(|p| p.get("sku_id"))));
+    assert_eq!(
+        stored.order_status,
+        int(&o["order_status"]).map(|s| s.to_string()),
+        "status of {id}"
+    );
+    let sku =
+        text(o.get("sku_id")).or_else(|| text(o["products"].get(0).and_then(|p| p.get("sku_id"))));
     assert_eq!(stored.sku_id, sku, "sku_id of {id}");
-    let sku_name =
-        text(o.get("sku_name")).or_else(|| text(o["products"].get(0).and_then(|p| p.get("sku_name"))));
+    let sku_name = text(o.get("sku_name"))
+        .or_else(|| text(o["products"].get(0).and_then(|p| p.get("sku_name"))));
     assert_eq!(stored.sku_name, sku_name, "sku_name of {id}");
     let fen = int(&o["pay_amount"]).unwrap();
     assert_eq!(
@@ -158,12 +172,28 @@ pub fn assert_stored_exactly(served: &GeneratedOrder, stored: &StoredOrder) {
         Some(format!("{}.{:02}", fen / 100, fen % 100).as_str()),
         "pay_amount of {id}"
     );
-    assert_eq!(stored.count, int(&o["count"]).map(|c| c.to_string()), "count of {id}");
+    assert_eq!(
+        stored.count,
+        int(&o["count"]).map(|c| c.to_string()),
+        "count of {id}"
+    );
     let pay_time = int(&o["pay_time"]).filter(|t| *t != 0);
     assert_eq!(stored.pay_time, pay_time, "pay_time of {id}");
-    assert_eq!(stored.create_time, int(&o["create_order_time"]), "create_time of {id}");
-    assert_eq!(stored.update_time, int(&o["update_order_time"]), "update_time of {id}");
-    assert_eq!(stored.source_order_id, text(o.get("source_order_id")), "source_order_id of {id}");
+    assert_eq!(
+        stored.create_time,
+        int(&o["create_order_time"]),
+        "create_time of {id}"
+    );
+    assert_eq!(
+        stored.update_time,
+        int(&o["update_order_time"]),
+        "update_time of {id}"
+    );
+    assert_eq!(
+        stored.source_order_id,
+        text(o.get("source_order_id")),
+        "source_order_id of {id}"
+    );
     assert_eq!(stored.phone, served.expected_phone, "phone of {id}");
 }
 
@@ -179,3 +209,11 @@ pub fn local_midnight_now() -> i64 {
     let t = now() + 8 * 3600;
     t - t.rem_euclid(DAY) - 8 * 3600
 }
+
+/// The four queries of the Python tool's README, verbatim: they must run unchanged.
+pub const SEED_QUERIES: &[&str] = &[
+    "SELECT \n    order_id, \n    order_status,\n    sku_name, \n    pay_amount, \n    pay_time, \n    phone \nFROM orders \nORDER BY pay_time DESC \nLIMIT 10;",
+    "SELECT * FROM orders WHERE phone = '138****0000';",
+    "SELECT \n    DATE(pay_time) as date,\n    COUNT(*) as order_count,\n    SUM(pay_amount) as total_amount\nFROM orders\nGROUP BY DATE(pay_time)\nORDER BY date DESC;",
+    "SELECT \n    sku_id,\n    sku_name,\n    COUNT(*) as order_count,\n    SUM(pay_amount) as total_amount\nFROM orders\nGROUP BY sku_id, sku_name\nORDER BY order_count DESC;",
+];

@@ -1,0 +1,234 @@
+//! The benchmark: `cargo run --release --example bench`.
+//!
+//! For each case it starts the fake Douyin with a given latency and data, runs the real release
+//! binary against a throwaway PostgreSQL (or `DB_URL`), and prints orders/s, requests/s as a
+//! share of MAX_QPS (the API's ceiling), the busiest second seen by the server, and the binary's
+//! peak RSS; beside it, the same case one request at a time (CONCURRENCY=1) as a baseline.
+//! `bench quick` runs smaller cases (for a smoke test).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
+
+#[path = "../tests/support/fake_douyin.rs"]
+mod fake_douyin;
+#[path = "../tests/support/pg.rs"]
+mod pg;
+
+use fake_douyin::{FakeConfig, FakeDouyin, Faults};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ACCOUNT: &str = "7000000000000000001";
+/// 2024-03-01 00:00:00 in Asia/Shanghai.
+const MARCH_1: i64 = 1_709_222_400;
+
+struct Case {
+    name: &'static str,
+    latency_ms: u64,
+    max_qps: u32,
+    days: usize,
+    per_day: usize,
+}
+
+struct Measured {
+    orders: i64,
+    seconds: f64,
+    requests: usize,
+    request_rate: f64,
+    busiest: usize,
+    peak_rss_kb: u64,
+}
+
+fn binary() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "douyin-order-sync",
+        ])
+        .status()
+        .expect("cannot run cargo");
+    assert!(status.success(), "cargo build failed");
+    let exe = std::env::current_exe().unwrap();
+    // target/release/examples/bench -> target/release/douyin-order-sync
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("douyin-order-sync")
+}
+
+fn run_case(
+    bin: &std::path::Path,
+    admin_url: &str,
+    case: &Case,
+    concurrency: Option<usize>,
+) -> Measured {
+    let fake = FakeDouyin::start(FakeConfig::default());
+    for d in 0..case.days {
+        let orders = fake_douyin::generate_day(
+            &FakeConfig::default().app_secret,
+            ACCOUNT,
+            MARCH_1 + d as i64 * 86_400,
+            case.per_day,
+            d as u64 + 7,
+        );
+        for o in &orders {
+            if let Some((cipher, plain)) = &o.platform_cipher {
+                fake.register_platform_cipher(cipher, plain);
+            }
+        }
+        fake.add_orders(orders.into_iter().map(|o| o.json));
+    }
+    fake.set_faults(Faults {
+        latency: Duration::from_millis(case.latency_ms),
+        ..Faults::default()
+    });
+    // A fresh database per run.
+    let db = format!("bench_{}", std::process::id());
+    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
+        ))
+        .unwrap();
+    let url = pg::with_dbname(admin_url, &db);
+    let end = MARCH_1 + case.days as i64 * 86_400 - 1;
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("DB_URL", &url)
+        .env("APPID", FakeConfig::default().app_id)
+        .env("AppSecret", FakeConfig::default().app_secret)
+        .env("ACCOUNT_ID", ACCOUNT)
+        .env("API_BASE_URL", fake.base_url())
+        .env("START_TIME", MARCH_1.to_string())
+        .env("END_TIME", end.to_string())
+        .env("PAGE_SIZE", "100")
+        .env("MAX_QPS", case.max_qps.to_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(c) = concurrency {
+        cmd.env("CONCURRENCY", c.to_string());
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            for line in status.lines() {
+                if let Some(v) = line.strip_prefix("VmHWM:") {
+                    let kb: u64 = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+                    peak = peak.max(kb);
+                }
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(status.success(), "the run failed: {status}\n{stderr}");
+    let mut db_client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let orders: i64 = db_client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .unwrap()
+        .get(0);
+    drop(db_client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .unwrap();
+    assert_eq!(orders as usize, case.days * case.per_day, "orders missing");
+    let requests = fake.requests();
+    let first = requests.first().map_or(0, |r| r.at_ms);
+    let last = requests.last().map_or(0, |r| r.at_ms);
+    let request_rate = if last > first {
+        (requests.len() - 1) as f64 / ((last - first) as f64 / 1000.0)
+    } else {
+        f64::INFINITY
+    };
+    Measured {
+        orders,
+        seconds,
+        requests: requests.len(),
+        request_rate,
+        busiest: fake.busiest_second(),
+        peak_rss_kb: peak,
+    }
+}
+
+fn print_row(label: &str, case: &Case, m: &Measured) {
+    let limited = case.max_qps < 1000;
+    let ceiling = f64::from(case.max_qps);
+    println!(
+        "  {label:<22} {:>8.0} orders/s  {:>6.1} s  {:>5} requests  {:>7.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
+        m.orders as f64 / m.seconds,
+        m.seconds,
+        m.requests,
+        m.request_rate,
+        if limited { format!(" ({:>5.1}% of MAX_QPS)", 100.0 * m.request_rate / ceiling) } else { String::new() },
+        m.busiest,
+        m.peak_rss_kb as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "quick");
+    let bin = binary();
+    let _cluster;
+    let admin_url = match std::env::var("DB_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            let c = pg::ThrowawayCluster::start().expect("cannot start a throwaway PostgreSQL");
+            let url = c.url().to_string();
+            _cluster = c;
+            url
+        }
+    };
+    let scale = if quick { 10 } else { 1 };
+    let cases = [
+        Case {
+            name: "100 ms latency, MAX_QPS=15, 10 days x 1,500",
+            latency_ms: 100,
+            max_qps: 15,
+            days: 10,
+            per_day: 1500 / scale,
+        },
+        Case {
+            name: "300 ms latency, MAX_QPS=20, 10 days x 1,500",
+            latency_ms: 300,
+            max_qps: 20,
+            days: 10,
+            per_day: 1500 / scale,
+        },
+        Case {
+            name: "0 ms, no limit, 10 days x 10,000",
+            latency_ms: 0,
+            max_qps: 1000,
+            days: 10,
+            per_day: 10_000 / scale,
+        },
+        Case {
+            name: "0 ms, no limit, 1 day x 30,000",
+            latency_ms: 0,
+            max_qps: 1000,
+            days: 1,
+            per_day: 30_000 / scale,
+        },
+    ];
+    println!(
+        "douyin-order-sync benchmark (PAGE_SIZE=100, release build, {} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for case in &cases {
+        println!("{}", case.name);
+        let m = run_case(&bin, &admin_url, case, None);
+        print_row("pipelined (default)", case, &m);
+        let b = run_case(&bin, &admin_url, case, Some(1));
+        print_row("one request at a time", case, &b);
+    }
+}

@@ -89,9 +89,10 @@ fn run_case(
     let db = format!("bench_{}", std::process::id());
     let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
         .unwrap();
     let url = pg::with_dbname(admin_url, &db);
     let end = MARCH_1 + case.days as i64 * 86_400 - 1;

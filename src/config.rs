@@ -475,16 +475,20 @@ fn parse_db_url(raw: &str) -> Result<Database, Error> {
         }
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "sslmode" => tls = match v {
-                "disable" => TlsMode::Disable,
-                "allow" | "prefer" => TlsMode::Prefer,
-                "require" => TlsMode::Require,
-                "verify-ca" => TlsMode::VerifyCa,
-                "verify-full" => TlsMode::VerifyFull,
-                _ => return Err(bad(&format!(
+            "sslmode" => {
+                tls = match v {
+                    "disable" => TlsMode::Disable,
+                    "allow" | "prefer" => TlsMode::Prefer,
+                    "require" => TlsMode::Require,
+                    "verify-ca" => TlsMode::VerifyCa,
+                    "verify-full" => TlsMode::VerifyFull,
+                    _ => {
+                        return Err(bad(&format!(
                     "has sslmode={v}: expected disable, prefer, require, verify-ca or verify-full"
-                ))),
-            },
+                )))
+                    }
+                }
+            }
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
             _ => kept.push(pair),
         }

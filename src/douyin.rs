@@ -23,6 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The largest body we read; a page of 100 orders is well under a megabyte.
 const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+/// How many new tokens one call may need before its refusals mean the credentials are bad (a
+/// token normally lives 2 hours; more than one expiry within a call means another tool keeps
+/// fetching tokens for the same app, or the token is refused outright).
+const MAX_TOKEN_REFRESHES: u32 = 3;
 /// The batch decrypt endpoint takes at most this many ciphertexts a call.
 pub const DECRYPT_BATCH: usize = 50;
 
@@ -76,6 +80,24 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The Douyin logid of the failed answer, when there is one.
+    pub fn logid(&self) -> Option<&str> {
+        match self {
+            CallError::Api(r) => r.logid.as_deref(),
+            CallError::Http { logid, .. } | CallError::Malformed { logid, .. } => logid.as_deref(),
+            CallError::Transport(_) => None,
+        }
+    }
+
+    /// The Douyin error code or the HTTP status, for structured logs.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            CallError::Api(r) => Some(r.code),
+            CallError::Http { status, .. } => Some(i64::from(*status)),
+            _ => None,
+        }
+    }
+
     pub fn class(&self) -> Class {
         match self {
             CallError::Api(r) => classify(r.code),
@@ -636,25 +658,31 @@ impl Douyin {
         Ok((text, logid))
     }
 
-    /// The retry loop for calls that need the token: when Douyin says the token expired, fetch
-    /// a new one once for this call and repeat; a second expiry means the token is refused.
+    /// The retry loop for calls that need the token: when Douyin says the token expired, get a
+    /// new one and repeat. The refresh is shared: requests in flight that saw the same expired
+    /// token wait for one fetch and use its result, so an expiry costs one token call whatever
+    /// the concurrency. A call whose token keeps being refused after
+    /// [`MAX_TOKEN_REFRESHES`] new tokens stops with 77: the credentials are not accepted.
     fn with_token<T>(
         &self,
         what: &'static str,
         attempt: impl Fn(&Secret) -> Result<T, CallError>,
     ) -> Result<T, Error> {
-        let mut refreshed = false;
+        let mut refreshes = 0;
         loop {
             let (generation, token) = self.token_generation(None)?;
             match self.call(what, || attempt(&token)) {
                 Ok(value) => return Ok(value),
                 Err(Stopped::Failed(e)) => return Err(e),
-                Err(Stopped::TokenExpired(refusal)) if refreshed => {
+                Err(Stopped::TokenExpired(refusal)) if refreshes >= MAX_TOKEN_REFRESHES => {
                     return Err(Error::Refused(refusal))
                 }
                 Err(Stopped::TokenExpired(refusal)) => {
-                    log::warn!("{what}: the access token is no longer valid ({refusal}); fetching a new one");
-                    refreshed = true;
+                    log::warn!(
+                        call = what, code = refusal.code, logid = refusal.logid.as_deref().unwrap_or("");
+                        "{what}: the access token is no longer valid ({refusal}); getting a new one"
+                    );
+                    refreshes += 1;
                     self.token_generation(Some(generation))?;
                 }
             }
@@ -720,6 +748,8 @@ impl Douyin {
             let delay = self.backoff(tries, rate_limited);
             self.counters.retries.fetch_add(1, Ordering::Relaxed);
             log::warn!(
+                call = what, code = error.code().unwrap_or(0), logid = error.logid().unwrap_or(""),
+                retry = u64::from(tries);
                 "{what}: {error}; retry {tries}/{} in {:.1} s",
                 self.retry.max_tries - 1,
                 delay.as_secs_f64()

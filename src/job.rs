@@ -1,23 +1,30 @@
-//! One run from start to exit: connect and migrate, authenticate once, sync each account under
-//! its own lock and checkpoint, log the summary, and pick the exit code.
+//! One run from start to exit: connect and migrate, record the run, authenticate once, sync each
+//! account under its own lock and checkpoint, log the summary, and pick the exit code. Also the
+//! read-only `check`.
 //!
 //! Accounts fail independently: a refused authorisation or a day that keeps failing ends that
 //! account, the others go on, and the run exits with the most serious error among them. A signal
 //! ends everything at once.
 
-use crate::config::Config;
-use crate::douyin::Douyin;
+use crate::config::{Config, WindowSpec};
+use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
 use crate::stop::Stop;
-use crate::store::Store;
-use crate::sync::{self, AccountStats};
+use crate::store::{RunRecord, Store};
+use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
 use std::time::Instant;
 
+fn mode(config: &Config) -> &'static str {
+    match config.window() {
+        WindowSpec::Range(_) => "range",
+        WindowSpec::Incremental { .. } => "incremental",
+    }
+}
+
 /// Run the sync described by `config`.
 pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
-    let started = Instant::now();
     if !config.legacy_variables().is_empty() {
         log::info!(
             "{} belong to the old daemon and are ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
@@ -28,6 +35,33 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     for done in store.migrate()? {
         log::info!("{done}");
     }
+    let run_id = store.begin_run(
+        &config.accounts().join(","),
+        mode(config),
+        config.time_field().key(),
+    )?;
+    let mut record = RunRecord::default();
+    let result = sync_accounts(config, stop, &mut store, &mut record);
+    record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+    record.error = result.as_ref().err().map(Error::to_string);
+    if store.is_closed() {
+        if let Ok(fresh) = Store::connect(config.database()) {
+            store = fresh;
+        }
+    }
+    if let Err(e) = store.finish_run(run_id, &record) {
+        log::warn!("could not complete run {run_id} in sync_runs: {e}");
+    }
+    result
+}
+
+fn sync_accounts(
+    config: &Config,
+    stop: &Stop,
+    store: &mut Store,
+    record: &mut RunRecord,
+) -> Result<(), Error> {
+    let started = Instant::now();
     stop.check()?;
     let douyin = Arc::new(Douyin::new(config, stop.clone()));
     douyin.authenticate()?;
@@ -37,9 +71,9 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     let mut per_account = Vec::new();
     for account in config.accounts() {
         if store.is_closed() {
-            store = Store::connect(config.database())?;
+            *store = Store::connect(config.database())?;
         }
-        let result = sync_account(config, &douyin, &mut store, account, now, stop);
+        let result = sync_account(config, &douyin, store, account, now, stop, record);
         match result {
             Ok(stats) => {
                 totals.days += stats.days;
@@ -52,9 +86,9 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
             Err(e @ Error::Interrupted(_)) => return Err(e),
             Err(e) => {
                 if config.accounts().len() > 1 {
-                    log::error!("account {account} failed: {e}");
+                    log::error!(account = account.as_str(), logid = e.logid().unwrap_or(""); "account {account} failed: {e}");
                 }
-                per_account.push(format!("{account}: failed ({})", e.exit_code()));
+                per_account.push(format!("{account}: failed with {}", e.exit_code()));
                 if worst.as_ref().is_none_or(|w| e.severity() > w.severity()) {
                     worst = Some(e);
                 }
@@ -63,15 +97,25 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     }
     let (requests, retries, tokens) = sync::request_counts(&douyin);
     let seconds = started.elapsed().as_secs_f64();
+    let rate = totals.orders as f64 / seconds.max(0.001);
+    record.days = totals.days as i64;
+    record.orders = totals.orders as i64;
+    record.inserted = totals.inserted as i64;
+    record.updated = totals.updated as i64;
+    record.pages = totals.pages as i64;
+    record.requests = requests as i64;
+    record.retries = retries as i64;
     log::info!(
-        "{}: {} days, {} orders ({} new, {} changed), {} pages, {requests} requests, {retries} retries, {tokens} token(s), {seconds:.1} s, {:.0} orders/s{}",
+        summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
+        updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
+        seconds = seconds;
+        "{}: {} days, {} orders ({} new, {} changed), {} pages, {requests} requests, {retries} retries, {tokens} token(s), {seconds:.1} s, {rate:.0} orders/s{}",
         if worst.is_some() { "finished with errors" } else { "done" },
         totals.days,
         totals.orders,
         totals.inserted,
         totals.updated,
         totals.pages,
-        totals.orders as f64 / seconds.max(0.001),
         if config.accounts().len() > 1 {
             format!(" [{}]", per_account.join("; "))
         } else {
@@ -84,24 +128,9 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     }
 }
 
-fn sync_account(
-    config: &Config,
-    douyin: &Arc<Douyin>,
-    store: &mut Store,
-    account: &str,
-    now: i64,
-    stop: &Stop,
-) -> Result<AccountStats, Error> {
-    if !store.try_lock(account)? {
-        return Err(Error::Locked(format!(
-            "another run holds the lock of account {account}; exiting (it will be synced by that run)"
-        )));
-    }
-    let key = sync::checkpoint_key(config, account);
-    let checkpoint = store.checkpoint(&key)?;
-    let plan = sync::plan(config, key, checkpoint, now);
-    log::info!(
-        "account {account}: {} {} .. {} by {} ({} day{}){}",
+fn describe_plan(config: &Config, plan: &Plan) -> String {
+    format!(
+        "{} {} .. {} by {} ({} day{}){}",
         if plan.range_end.is_some() {
             "range"
         } else {
@@ -120,10 +149,106 @@ fn sync_account(
             Some(t) => format!(", resuming after {}", window::format_local(t)),
             None => String::new(),
         }
-    );
+    )
+}
+
+fn sync_account(
+    config: &Config,
+    douyin: &Arc<Douyin>,
+    store: &mut Store,
+    account: &str,
+    now: i64,
+    stop: &Stop,
+    record: &mut RunRecord,
+) -> Result<AccountStats, Error> {
+    if !store.try_lock(account)? {
+        return Err(Error::Locked(format!(
+            "another run holds the lock of account {account}; exiting (that run syncs it)"
+        )));
+    }
+    let key = sync::checkpoint_key(config, account);
+    let checkpoint = store.checkpoint(&key)?;
+    let plan = sync::plan(config, key, checkpoint, now);
+    log::info!("account {account}: {}", describe_plan(config, &plan));
+    if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
+        let (start, end) = (first.span.start, last.span.end);
+        record.window = Some(match record.window {
+            Some((a, b)) => (a.min(start), b.max(end)),
+            None => (start, end),
+        });
+    }
     let result = sync::sync_days(config, douyin, store, &plan, stop);
     if !store.is_closed() {
         let _ = store.unlock(account);
     }
     result
+}
+
+/// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
+/// the plan; write nothing. Exit codes as a real run.
+pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
+    println!(
+        "configuration: ok{}",
+        config
+            .env_file()
+            .map(|p| format!(" (read {})", p.display()))
+            .unwrap_or_default()
+    );
+    let mut store = Store::connect(config.database())?;
+    let pending = store.pending_migrations()?;
+    println!(
+        "database: connected to {}; {}",
+        config.database().masked_url(),
+        if pending.is_empty() {
+            "schema up to date".to_string()
+        } else {
+            format!("migrations a run would apply: {}", pending.join(", "))
+        }
+    );
+    let douyin = Douyin::new(config, stop.clone());
+    douyin.authenticate()?;
+    println!("douyin: client token ok from {}", config.api_base());
+    let now = sync::now_epoch();
+    let has_checkpoints = store.has_checkpoints()?;
+    for account in config.accounts() {
+        let key = sync::checkpoint_key(config, account);
+        let checkpoint = if has_checkpoints {
+            store.checkpoint(&key)?
+        } else {
+            None
+        };
+        let plan = sync::plan(config, key, checkpoint, now);
+        println!("account {account}: {}", describe_plan(config, &plan));
+        match checkpoint {
+            Some(c) => println!(
+                "  checkpoint: synced until {}{}",
+                window::format_local(c.synced_until),
+                if c.range_done {
+                    " (range done: a run syncs it again in full)"
+                } else {
+                    ""
+                }
+            ),
+            None => println!("  checkpoint: none yet"),
+        }
+        if let Some(day) = plan.days.first() {
+            let page = douyin.query_orders(&OrderQuery {
+                account_id: account,
+                span: day.span,
+                time_field: config.time_field(),
+                page_num: 1,
+                page_size: config.page_size(),
+                order_status: config.order_status(),
+                get_secret_number: config.get_secret_number(),
+            })?;
+            println!(
+                "  first day {}: Douyin reports {} orders ({} in the first page)",
+                day.date,
+                page.total,
+                page.orders.len()
+            );
+        }
+    }
+    println!("check: ok, nothing written");
+    Ok(())
 }

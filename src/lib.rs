@@ -43,14 +43,14 @@ pub fn run() -> Result<(), Error> {
     let stop = stop::Stop::install()?;
     match args.command {
         None => job::run(&config, &stop),
-        Some(cli::Command::Check(_)) => Err(Error::Usage("check is not available yet".into())),
+        Some(cli::Command::Check(_)) => job::check(&config, &stop),
     }
 }
 
 /// Print an error once: through the logger when it runs (so JSON logs stay JSON), else plainly.
 pub fn report(error: &Error) {
     if logging::initialised() {
-        log::error!("{error}");
+        log::error!(exit_code = error.exit_code(), logid = error.logid().unwrap_or(""); "{error}");
     } else {
         eprintln!("douyin-order-sync: {error}");
     }

@@ -9,6 +9,7 @@
 use crate::config::LogFormat;
 use log::{LevelFilter, Log, Metadata, Record};
 use std::io::Write;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
@@ -44,6 +45,50 @@ pub fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
+/// Collects a record's key-values (day, orders, pages, seconds, logid …) as JSON fields.
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
+    fn visit_pair(
+        &mut self,
+        key: log::kv::Key<'kvs>,
+        value: log::kv::Value<'kvs>,
+    ) -> Result<(), log::kv::Error> {
+        use serde_json::Value;
+        let json = if let Some(b) = value.to_bool() {
+            Value::Bool(b)
+        } else if let Some(n) = value.to_u64() {
+            Value::from(n)
+        } else if let Some(n) = value.to_i64() {
+            Value::from(n)
+        } else if let Some(x) = value.to_f64() {
+            Value::from((x * 1000.0).round() / 1000.0)
+        } else {
+            Value::String(value.to_string())
+        };
+        // An empty string stands for "none" (e.g. no logid): leave the field out.
+        if json != Value::String(String::new()) {
+            self.0.insert(key.as_str().to_string(), json);
+        }
+        Ok(())
+    }
+}
+
+/// One log record as one JSON object: ts, level, target, msg, then its fields.
+pub fn json_line(ts: &str, record: &Record<'_>) -> String {
+    let mut fields = Fields(serde_json::Map::new());
+    fields.0.insert("ts".into(), ts.into());
+    fields
+        .0
+        .insert("level".into(), record.level().as_str().into());
+    fields.0.insert("target".into(), record.target().into());
+    fields
+        .0
+        .insert("msg".into(), record.args().to_string().into());
+    let _ = record.key_values().visit(&mut fields);
+    serde_json::Value::Object(fields.0).to_string()
+}
+
 /// Install the logger. Safe to call once; later calls do nothing.
 pub fn init(format: LogFormat) {
     if INITIALISED.swap(true, Ordering::SeqCst) {
@@ -67,14 +112,7 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => {
             builder.format(|buf, record| {
                 let ts = buf.timestamp_seconds().to_string();
-                writeln!(
-                    buf,
-                    "{{\"ts\":{},\"level\":{},\"target\":{},\"msg\":{}}}",
-                    json_string(&ts),
-                    json_string(record.level().as_str()),
-                    json_string(record.target()),
-                    json_string(&record.args().to_string())
-                )
+                writeln!(buf, "{}", json_line(&ts, record))
             });
         }
     }
@@ -101,6 +139,29 @@ mod tests {
         assert!(!own("ureq::unit"));
         assert!(!own("tokio_postgres::connection"));
         assert!(!own("douyin_order_syncx"));
+    }
+
+    #[test]
+    fn a_json_line_carries_the_message_and_the_fields() {
+        let kvs: &[(&str, log::kv::Value<'_>)] = &[
+            ("day", log::kv::Value::from("2024-03-01")),
+            ("orders", log::kv::Value::from(12u64)),
+            ("seconds", log::kv::Value::from(1.23456f64)),
+            ("logid", log::kv::Value::from("")),
+        ];
+        let record = Record::builder()
+            .args(format_args!("a \"day\""))
+            .level(log::Level::Info)
+            .target("douyin_order_sync::sync")
+            .key_values(&kvs)
+            .build();
+        let line: serde_json::Value = serde_json::from_str(&json_line("T", &record)).unwrap();
+        assert_eq!(line["msg"], "a \"day\"");
+        assert_eq!(line["day"], "2024-03-01");
+        assert_eq!(line["orders"], 12);
+        assert_eq!(line["seconds"], 1.235);
+        assert_eq!(line["level"], "INFO");
+        assert!(line.get("logid").is_none());
     }
 
     #[test]

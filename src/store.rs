@@ -14,7 +14,10 @@ use postgres::{Client, NoTls};
 use std::io::Write;
 
 /// The migrations, in order. Each runs once, in its own transaction, and is recorded.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "orders", include_str!("../sql/0001_orders.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "orders", include_str!("../sql/0001_orders.sql")),
+    (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
+];
 
 /// Serialises migrations between runs that start at the same moment.
 const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301; // "dousync\x01"
@@ -37,6 +40,21 @@ pub struct Checkpoint {
     pub synced_until: i64,
     /// An explicit range that finished.
     pub range_done: bool,
+}
+
+/// What a finished run records in `sync_runs`.
+#[derive(Debug, Clone, Default)]
+pub struct RunRecord {
+    pub window: Option<(i64, i64)>,
+    pub days: i64,
+    pub orders: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub pages: i64,
+    pub requests: i64,
+    pub retries: i64,
+    pub exit_code: i32,
+    pub error: Option<String>,
 }
 
 /// What committing a day did to `orders`.
@@ -101,6 +119,11 @@ impl Store {
             let context = format!("cannot connect with {}", crate::tls::describe(db));
             db_error(&masked_url, &context, &e)
         })?;
+        let mut client = client;
+        // NOTICEs ("table does not exist, skipping") are expected and would only clutter the log.
+        client
+            .batch_execute("SET client_min_messages = warning")
+            .map_err(|e| db_error(&masked_url, "session settings", &e))?;
         Ok(Store { client, masked_url })
     }
 
@@ -213,6 +236,89 @@ impl Store {
         }))
     }
 
+    /// Record the start of a run; returns its id in `sync_runs`.
+    pub fn begin_run(
+        &mut self,
+        accounts: &str,
+        mode: &str,
+        time_field: &str,
+    ) -> Result<i64, Error> {
+        let row = self
+            .client
+            .query_one(
+                "INSERT INTO sync_runs (accounts, mode, time_field, version)
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&accounts, &mode, &time_field, &env!("CARGO_PKG_VERSION")],
+            )
+            .map_err(self.err("record the run"))?;
+        Ok(row.get(0))
+    }
+
+    /// Complete a run's row.
+    pub fn finish_run(&mut self, id: i64, run: &RunRecord) -> Result<(), Error> {
+        let (start, end) = run.window.unzip();
+        self.client
+            .execute(
+                "UPDATE sync_runs SET finished_at = now(),
+                        window_start = to_timestamp($2::bigint), window_end = to_timestamp($3::bigint),
+                        days = $4, orders = $5, inserted = $6, updated = $7, pages = $8,
+                        requests = $9, retries = $10, exit_code = $11, error = $12
+                  WHERE id = $1",
+                &[
+                    &id,
+                    &start,
+                    &end,
+                    &(run.days as i32),
+                    &run.orders,
+                    &run.inserted,
+                    &run.updated,
+                    &run.pages,
+                    &run.requests,
+                    &run.retries,
+                    &run.exit_code,
+                    &run.error,
+                ],
+            )
+            .map_err(self.err("record the run"))?;
+        Ok(())
+    }
+
+    /// Whether the migrations have created the checkpoint table (read-only, for `check`).
+    pub fn has_checkpoints(&mut self) -> Result<bool, Error> {
+        let row = self
+            .client
+            .query_one("SELECT to_regclass('sync_checkpoints') IS NOT NULL", &[])
+            .map_err(self.err("inspect the database"))?;
+        Ok(row.get(0))
+    }
+
+    /// Pending migrations, without applying them (read-only, for `check`).
+    pub fn pending_migrations(&mut self) -> Result<Vec<String>, Error> {
+        let exists: bool = self
+            .client
+            .query_one(
+                "SELECT to_regclass('douyin_order_sync_migrations') IS NOT NULL",
+                &[],
+            )
+            .map_err(self.err("inspect the database"))?
+            .get(0);
+        let applied: Vec<i32> = if exists {
+            self.client
+                .query("SELECT version FROM douyin_order_sync_migrations", &[])
+                .map_err(self.err("inspect the database"))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(MIGRATIONS
+            .iter()
+            .filter(|(v, _, _)| !applied.contains(v))
+            .map(|(v, name, _)| format!("{v:04}_{name}"))
+            .collect())
+    }
+
     /// Create the staging table of a day (temporary: gone with the session).
     pub fn stage_begin(&mut self, day: usize) -> Result<(), Error> {
         let sql = format!(
@@ -251,6 +357,28 @@ impl Store {
             .write_all(&buf)
             .map_err(|e| Error::Database(format!("stage orders ({masked}): {e}")))?;
         writer.finish().map_err(err)?;
+        Ok(())
+    }
+
+    /// Set decrypted phones on a day's staged rows: (order id, phone).
+    pub fn stage_phones(&mut self, day: usize, phones: &[(String, String)]) -> Result<(), Error> {
+        if phones.is_empty() {
+            return Ok(());
+        }
+        let (ids, values): (Vec<&str>, Vec<&str>) = phones
+            .iter()
+            .map(|(id, phone)| (id.as_str(), phone.as_str()))
+            .unzip();
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE stage_{day} AS s SET phone = v.phone
+                       FROM unnest($1::text[], $2::text[]) AS v(order_id, phone)
+                      WHERE s.order_id = v.order_id"
+                ),
+                &[&ids, &values],
+            )
+            .map_err(self.err("stage phones"))?;
         Ok(())
     }
 

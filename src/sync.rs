@@ -16,7 +16,7 @@
 
 use crate::config::{Config, TimeField, WindowSpec};
 use crate::crypto::{is_platform_cipher, PhoneCipher};
-use crate::douyin::{Douyin, OrderQuery};
+use crate::douyin::{Douyin, OrderQuery, DECRYPT_BATCH};
 use crate::error::Error;
 use crate::order::{extract, OrderRow};
 use crate::stop::Stop;
@@ -119,7 +119,8 @@ pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>,
     }
 }
 
-/// A page request.
+/// A request for a fetcher: a page of a slice, or (page 0, so that it goes first within its
+/// day) a batch of platform ciphertexts to decrypt.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Job {
     day: usize,
@@ -128,12 +129,20 @@ struct Job {
     attempt: u32,
     generation: u64,
     span: Span,
+    /// (order id, `Enc.` ciphertext) to decrypt; empty for a page request.
+    phones: Vec<(String, String)>,
 }
 
 /// What a fetcher hands back.
 struct Fetched {
     job: Job,
-    result: Result<PageRows, Error>,
+    result: Result<Outcome, Error>,
+}
+
+enum Outcome {
+    Page(PageRows),
+    /// (order id, phone if decrypted).
+    Phones(Vec<(String, Option<String>)>),
 }
 
 struct PageRows {
@@ -157,6 +166,11 @@ impl JobQueue {
     fn push(&self, job: Job) {
         self.lock().0.push(Reverse(job));
         self.ready.notify_one();
+    }
+
+    /// Drop the queued jobs of days from `day` on.
+    fn drop_from(&self, day: usize) {
+        self.lock().0.retain(|Reverse(job)| job.day < day);
     }
 
     fn clear(&self) {
@@ -200,6 +214,14 @@ struct FetchContext {
 }
 
 impl FetchContext {
+    fn work(&self, job: &Job) -> Result<Outcome, Error> {
+        if job.phones.is_empty() {
+            self.fetch(job).map(Outcome::Page)
+        } else {
+            self.decrypt_platform(&job.phones).map(Outcome::Phones)
+        }
+    }
+
     fn fetch(&self, job: &Job) -> Result<PageRows, Error> {
         let page = self.douyin.query_orders(&OrderQuery {
             account_id: &self.account_id,
@@ -217,24 +239,22 @@ impl FetchContext {
                 extract(raw).map_err(|e| Error::Bug(format!("Douyin sent {e} (logid {logid})")))?,
             );
         }
-        self.decrypt_phones(&mut rows)?;
+        self.decrypt_legacy(&mut rows);
         Ok(PageRows {
             rows,
             total: page.total,
         })
     }
 
-    /// Fill `phone` from `phone_encrypt`: the legacy form locally, `Enc.` forms through the
-    /// batch endpoint. A phone that cannot be decrypted stays NULL with a warning naming the
-    /// order; only a signal stops the run from here.
-    fn decrypt_phones(&self, rows: &mut [OrderRow]) -> Result<(), Error> {
-        let mut platform = Vec::new();
+    /// Fill `phone` from a legacy `phone_encrypt`, locally. A phone that cannot be decrypted
+    /// stays NULL with a warning naming the order. `Enc.` forms are left for the coordinator,
+    /// which batches them across pages (50 a call: the endpoint has a daily quota).
+    fn decrypt_legacy(&self, rows: &mut [OrderRow]) {
         for row in rows.iter_mut() {
             let Some(cipher_text) = row.phone_encrypt.as_deref() else {
                 continue;
             };
             if is_platform_cipher(cipher_text) {
-                platform.push(cipher_text.to_string());
                 continue;
             }
             match self.cipher.as_ref().map(|c| c.decrypt(cipher_text)) {
@@ -246,40 +266,45 @@ impl FetchContext {
                 ),
             }
         }
-        if platform.is_empty() {
-            return Ok(());
-        }
-        let plain = match self.douyin.decrypt_batch(&self.account_id, &platform) {
+    }
+
+    /// Decrypt `Enc.` phones through the batch endpoint. A failure leaves the phones NULL with
+    /// a warning; only a signal stops the run from here.
+    fn decrypt_platform(
+        &self,
+        phones: &[(String, String)],
+    ) -> Result<Vec<(String, Option<String>)>, Error> {
+        let ciphers: Vec<String> = phones.iter().map(|(_, c)| c.clone()).collect();
+        let plain = match self.douyin.decrypt_batch(&self.account_id, &ciphers) {
             Ok(plain) => plain,
             Err(e @ Error::Interrupted(_)) => return Err(e),
             Err(e) => {
                 log::warn!(
                     "{} platform-encrypted phones not decrypted: {e}",
-                    platform.len()
+                    phones.len()
                 );
                 Default::default()
             }
         };
-        for row in rows.iter_mut() {
-            if let Some(cipher_text) = row.phone_encrypt.as_deref() {
-                if is_platform_cipher(cipher_text) {
-                    row.phone = plain.get(cipher_text).cloned();
-                    if row.phone.is_none() {
-                        log::warn!(
-                            "order {}: phone not decrypted (the decrypt endpoint returned no plaintext)",
-                            row.order_id
-                        );
-                    }
+        self.stop.check()?;
+        Ok(phones
+            .iter()
+            .map(|(order_id, cipher)| {
+                let phone = plain.get(cipher).cloned();
+                if phone.is_none() {
+                    log::warn!(
+                        "order {order_id}: phone not decrypted (the decrypt endpoint returned no plaintext)"
+                    );
                 }
-            }
-        }
-        self.stop.check()
+                (order_id.clone(), phone)
+            })
+            .collect())
     }
 }
 
 fn fetcher(ctx: Arc<FetchContext>, queue: Arc<JobQueue>, results: SyncSender<Fetched>) {
     while let Some(job) = queue.pop(&ctx.stop) {
-        let result = ctx.fetch(&job);
+        let result = ctx.work(&job);
         if results.send(Fetched { job, result }).is_err() {
             return; // the coordinator is gone (error or signal)
         }
@@ -319,6 +344,11 @@ impl SliceState {
 struct DayState {
     slices: Vec<SliceState>,
     open_slices: usize,
+    /// `Enc.` phones staged but not yet sent to the decrypt endpoint: (order id, ciphertext).
+    pending_phones: Vec<(String, String)>,
+    /// Orders whose `Enc.` phone was queued already (a slice fetched twice stages them twice).
+    queued_phones: HashSet<String>,
+    decrypts_in_flight: usize,
     pages: u64,
     refetches: u64,
     started: Instant,
@@ -351,6 +381,9 @@ struct Pipeline<'a> {
     /// Orders a full page can hold up to the API's paging limit.
     slice_limit: u64,
     reconnects: u32,
+    /// The first day that failed for good, and why: earlier days still complete and commit,
+    /// then the run ends with this error.
+    failure: Option<(usize, Error)>,
     stop: &'a Stop,
 }
 
@@ -404,15 +437,20 @@ impl Pipeline<'_> {
     }
 
     fn schedule(&mut self) -> Result<(), Error> {
-        while self.next_schedule < self.plan.days.len()
-            && self.next_schedule < self.next_commit + self.lookahead
-        {
+        let end = self
+            .failure
+            .as_ref()
+            .map_or(self.plan.days.len(), |(d, _)| *d);
+        while self.next_schedule < end && self.next_schedule < self.next_commit + self.lookahead {
             let d = self.next_schedule;
             let span = self.plan.days[d].span;
             self.store.stage_begin(d)?;
             self.days[d] = Some(DayState {
                 slices: vec![SliceState::new(span)],
                 open_slices: 1,
+                pending_phones: Vec::new(),
+                queued_phones: HashSet::new(),
+                decrypts_in_flight: 0,
                 pages: 0,
                 refetches: 0,
                 started: Instant::now(),
@@ -424,6 +462,7 @@ impl Pipeline<'_> {
                 attempt: 0,
                 generation: self.generation,
                 span,
+                phones: Vec::new(),
             });
             self.next_schedule += 1;
         }
@@ -435,7 +474,21 @@ impl Pipeline<'_> {
         if job.generation != self.generation {
             return Ok(()); // asked before a reconnect: its day is being fetched again
         }
-        let page = result?;
+        let result = match result {
+            Err(e @ Error::Interrupted(_)) => return Err(e),
+            Err(e) => {
+                self.fail_from(job.day, e);
+                return Ok(());
+            }
+            Ok(outcome) => outcome,
+        };
+        if self.failure.as_ref().is_some_and(|(d, _)| job.day >= *d) {
+            return Ok(()); // a later day than the one that failed: never committed
+        }
+        let page = match result {
+            Outcome::Page(page) => page,
+            Outcome::Phones(phones) => return self.phones_decrypted(job.day, &phones),
+        };
         let day_index = job.day;
         let page_size = u64::from(self.config.page_size());
         let slice_limit = self.slice_limit;
@@ -474,6 +527,7 @@ impl Pipeline<'_> {
                         attempt: 0,
                         generation: job.generation,
                         span: half,
+                        phones: Vec::new(),
                     });
                 }
                 log::debug!(
@@ -555,7 +609,33 @@ impl Pipeline<'_> {
         // Stage the rows (also those of a page that triggered a refetch: they are real orders,
         // and the latest update_time wins among duplicates).
         if stage && !page.rows.is_empty() {
+            for row in &page.rows {
+                if let Some(cipher) = row.phone_encrypt.as_deref() {
+                    if is_platform_cipher(cipher) && day.queued_phones.insert(row.order_id.clone())
+                    {
+                        day.pending_phones
+                            .push((row.order_id.clone(), cipher.to_string()));
+                    }
+                }
+            }
             self.store.stage_rows(day_index, &page.rows)?;
+        }
+        // Full batches go now; the rest once every slice of the day is in.
+        let last = day.open_slices == 0;
+        while day.pending_phones.len() >= DECRYPT_BATCH || (last && !day.pending_phones.is_empty())
+        {
+            let take = day.pending_phones.len().min(DECRYPT_BATCH);
+            let phones: Vec<(String, String)> = day.pending_phones.drain(..take).collect();
+            day.decrypts_in_flight += 1;
+            new_jobs.push(Job {
+                day: day_index,
+                page: 0,
+                slice: 0,
+                attempt: 0,
+                generation: job.generation,
+                span: job.span,
+                phones,
+            });
         }
         for j in new_jobs {
             self.queue.push(j);
@@ -563,11 +643,39 @@ impl Pipeline<'_> {
         self.commit_ready()
     }
 
+    /// A day could not be fetched: keep finishing the days before it, fetch nothing from it on.
+    fn fail_from(&mut self, day: usize, error: Error) {
+        if self.failure.as_ref().is_none_or(|(d, _)| day < *d) {
+            self.queue.drop_from(day);
+            self.failure = Some((day, error));
+        }
+    }
+
+    /// Decrypted phones come back: write them into the day's staging table.
+    fn phones_decrypted(
+        &mut self,
+        day_index: usize,
+        phones: &[(String, Option<String>)],
+    ) -> Result<(), Error> {
+        let Some(day) = self.days.get_mut(day_index).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        day.decrypts_in_flight = day.decrypts_in_flight.saturating_sub(1);
+        let found: Vec<(String, String)> = phones
+            .iter()
+            .filter_map(|(id, phone)| phone.clone().map(|p| (id.clone(), p)))
+            .collect();
+        self.store.stage_phones(day_index, &found)?;
+        self.commit_ready()
+    }
+
     /// Commit every complete day at the front, in order.
     fn commit_ready(&mut self) -> Result<(), Error> {
         while self.next_commit < self.plan.days.len() {
             let d = self.next_commit;
-            let Some(state) = self.days[d].take_if(|s| s.open_slices == 0) else {
+            let Some(state) = self.days[d].take_if(|s| {
+                s.open_slices == 0 && s.pending_phones.is_empty() && s.decrypts_in_flight == 0
+            }) else {
                 break;
             };
             let day = &self.plan.days[d];
@@ -607,14 +715,18 @@ impl Pipeline<'_> {
         } else {
             String::new()
         };
+        let seconds = state.started.elapsed().as_secs_f64();
         log::info!(
+            day = day.date.as_str(), account = self.plan.key.account_id.as_str(), orders = write.orders,
+            inserted = write.inserted, updated = write.updated, pages = state.pages, seconds = seconds,
+            day_index = k as u64, days = n as u64, orders_so_far = self.stats.orders, eta_seconds = left;
             "{}{account}: {} orders ({} new, {} changed), {} pages, {:.1} s; day {k} of {n}, {} orders so far{}",
             day.date,
             write.orders,
             write.inserted,
             write.updated,
             state.pages,
-            state.started.elapsed().as_secs_f64(),
+            seconds,
             self.stats.orders,
             if k < n { format!(", ~{} left", human_duration(left)) } else { String::new() }
         );
@@ -681,6 +793,7 @@ pub fn sync_days(
         started: Instant::now(),
         slice_limit: (PAGE_LIMIT / page_size) * page_size,
         reconnects: 0,
+        failure: None,
         stop,
     };
     let result = (|| {
@@ -689,6 +802,13 @@ pub fn sync_days(
         }
         while pipeline.next_commit < plan.days.len() {
             stop.check()?;
+            if let Some((day, _)) = &pipeline.failure {
+                if pipeline.next_commit >= *day {
+                    if let Some((_, error)) = pipeline.failure.take() {
+                        return Err(error);
+                    }
+                }
+            }
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(fetched) => {
                     if let Err(e) = pipeline.handle(fetched) {

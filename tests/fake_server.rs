@@ -1462,10 +1462,3 @@ fn serves_hundreds_of_100_order_pages_per_second_from_20000_stored_orders() {
     assert!(rate >= 100.0, "{rate:.0} requests/s");
 }
 
-/// The benchmark figure: `cargo test --release --test fake_server -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark (slow to seed in a debug build); run with --release -- --ignored --nocapture"]
-fn serves_hundreds_of_100_order_pages_per_second_from_100000_stored_orders() {
-    let rate = measure_throughput(10);
-    assert!(rate >= 300.0, "{rate:.0} requests/s");
-}

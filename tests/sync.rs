@@ -355,6 +355,14 @@ fn refusals_exit_77_with_code_description_and_logid_and_write_nothing() {
             },
             "2100007",
         ),
+        // A token refused on every request even after fresh ones: the credentials are bad.
+        (
+            Faults {
+                query_error: Some(2190002),
+                ..Faults::default()
+            },
+            "2190002",
+        ),
     ];
     for (i, (faults, code)) in cases.iter().enumerate() {
         let w = World::new(&format!("refused_{i}"));

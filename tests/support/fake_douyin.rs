@@ -1407,12 +1407,12 @@ impl Store {
             if info.order_status.is_some() || plan.open_id.is_some() || plan.order_id.is_some() {
                 let keep = |&&(_, i): &&(i64, usize)| {
                     let o = &orders[i];
-                    info.order_status.map_or(true, |s| o.status == s)
+                    info.order_status.is_none_or(|s| o.status == s)
                         && plan
                             .open_id
                             .as_deref()
-                            .map_or(true, |x| o.open_id.as_deref() == Some(x))
-                        && plan.order_id.as_deref().map_or(true, |x| o.id == x)
+                            .is_none_or(|x| o.open_id.as_deref() == Some(x))
+                        && plan.order_id.as_deref().is_none_or(|x| o.id == x)
                 };
                 Cow::Owned(window.iter().filter(keep).copied().collect())
             } else {
@@ -1456,7 +1456,7 @@ fn build_index(orders: &[StoredOrder], account: &str) -> AccountIndex {
     let mut by_update = Vec::new();
     let mut by_create = Vec::new();
     for (i, o) in orders.iter().enumerate() {
-        if o.account.as_deref().map_or(true, |a| a == account) {
+        if o.account.as_deref().is_none_or(|a| a == account) {
             by_update.push((o.update, i));
             by_create.push((o.create, i));
         }

@@ -1,0 +1,868 @@
+//! The offline demo: `cargo run --release --example demo`.
+//!
+//! It needs no Douyin credentials and no database set up by hand. It builds the real release
+//! binary, starts a throwaway PostgreSQL (or uses the server named by `DB_URL`, in a fresh
+//! database it drops again), starts a fake Douyin Open Platform on loopback with three days of
+//! generated orders and a few injected "system busy" errors, and then runs the binary as a
+//! merchant would: a first sync of the three days, the same sync again (nothing changes), a
+//! refund picked up by the incremental mode, and the seed README's queries on the result.
+//!
+//! The binary runs as a child process with a cleared environment (only PATH is kept) in an empty
+//! temporary directory, so nothing from the developer's shell or a stray `.env` leaks in.
+
+#[path = "../tests/support/fake_douyin.rs"]
+mod fake_douyin;
+#[path = "../tests/support/pg.rs"]
+mod pg;
+
+use fake_douyin::{FakeConfig, FakeDouyin, Faults, GeneratedOrder};
+use postgres::SimpleQueryMessage;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+type Result<T> = std::result::Result<T, String>;
+
+/// The merchant account the fake Douyin authorises.
+const ACCOUNT: &str = fake_douyin::DEFAULT_ACCOUNT_ID;
+const DAY: i64 = 86_400;
+/// Orders generated for each of the three days (oldest first).
+const ORDERS_PER_DAY: [usize; 3] = [468, 731, 352];
+/// The binary's pace settings for the demo.
+const PAGE_SIZE: &str = "50";
+const MAX_QPS: &str = "20";
+const RETRY_BASE_MS: &str = "200";
+/// Rows shown per result table; the rest is counted.
+const MAX_ROWS_SHOWN: usize = 12;
+/// Widest cell shown in a table (in terminal columns); longer values are cut with "…".
+const MAX_CELL_WIDTH: usize = 36;
+/// The status the demo's refund sets (Douyin Life: refunded).
+const REFUNDED: i64 = 4;
+
+/// The seed README's four queries, verbatim (as in tests/support/setup.rs, SEED_QUERIES).
+const SEED_QUERIES: [(&str, &str); 4] = [
+    (
+        "the latest 10 orders",
+        "SELECT \n    order_id, \n    order_status,\n    sku_name, \n    pay_amount, \n    pay_time, \n    phone \nFROM orders \nORDER BY pay_time DESC \nLIMIT 10;",
+    ),
+    (
+        "orders by phone",
+        "SELECT * FROM orders WHERE phone = '138****0000';",
+    ),
+    (
+        "orders and takings by day",
+        "SELECT \n    DATE(pay_time) as date,\n    COUNT(*) as order_count,\n    SUM(pay_amount) as total_amount\nFROM orders\nGROUP BY DATE(pay_time)\nORDER BY date DESC;",
+    ),
+    (
+        "orders and takings by SKU",
+        "SELECT \n    sku_id,\n    sku_name,\n    COUNT(*) as order_count,\n    SUM(pay_amount) as total_amount\nFROM orders\nGROUP BY sku_id, sku_name\nORDER BY order_count DESC;",
+    ),
+];
+/// The placeholder phone of the seed README's second query.
+const SEED_PHONE: &str = "138****0000";
+
+fn main() {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Ctrl-C also reaches the binary and PostgreSQL's tools (same process group): they stop, and
+    // the demo cleans up on its way out instead of dying with a server still running.
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&interrupted)) {
+            eprintln!("warning: cannot handle signal {signal}: {e}");
+        }
+    }
+    let started = Instant::now();
+    match run(&interrupted) {
+        Ok(()) => println!(
+            "\ndone ({:.0} s). To sync your own orders, put your DB_URL, APPID, AppSecret and \
+             ACCOUNT_ID in a .env file (see .env.example) and run douyin-order-sync.",
+            started.elapsed().as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("\ndemo failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(interrupted: &AtomicBool) -> Result<()> {
+    let stop_check = || {
+        if interrupted.load(Ordering::SeqCst) {
+            Err("interrupted".to_string())
+        } else {
+            Ok(())
+        }
+    };
+
+    section(1, "Building douyin-order-sync (release)");
+    println!(
+        "cargo build --release --bin douyin-order-sync (the first time takes a minute or two)…"
+    );
+    let bin = build_binary()?;
+    println!("binary: {}", bin.display());
+    stop_check()?;
+
+    section(2, "PostgreSQL");
+    let db = DemoDatabase::open()?;
+    println!("the demo's database: {}", mask_password(&db.url));
+    stop_check()?;
+
+    section(3, "A fake Douyin Open Platform with three days of orders");
+    let now = epoch_now();
+    let today = local_midnight(now);
+    let fake = FakeDouyin::start(FakeConfig::default());
+    println!(
+        "listening on {} (loopback only; it plays open.douyin.com)",
+        fake.base_url()
+    );
+    let mut days: Vec<(String, Vec<GeneratedOrder>)> = Vec::new();
+    for (i, &count) in ORDERS_PER_DAY.iter().enumerate() {
+        let start = today - (ORDERS_PER_DAY.len() - i) as i64 * DAY;
+        let orders = seed_day(&fake, start, count);
+        println!(
+            "  {} (Asia/Shanghai): {count:>4} orders for account {ACCOUNT}",
+            local_date(start)
+        );
+        days.push((local_date(start), orders));
+    }
+    let total: usize = ORDERS_PER_DAY.iter().sum();
+    println!(
+        "  {total} orders in all: paid, unpaid and used vouchers, phones encrypted both ways \
+         Douyin does it (and, on purpose, a few garbled ones)"
+    );
+    fake.set_faults(Faults {
+        busy_rate: 0.05,
+        latency: Duration::from_millis(20),
+        ..Faults::default()
+    });
+    println!(
+        "to show resilience, every answer takes 20 ms and about 1 request in 20 gets a \
+         \"system busy\" error"
+    );
+    let first_day = days.first().map(|(d, _)| d.clone()).unwrap_or_default();
+    let last_day = days.last().map(|(d, _)| d.clone()).unwrap_or_default();
+    stop_check()?;
+
+    let workdir = TempDir::create()?;
+    let base_env: Vec<(&str, String)> = vec![
+        ("DB_URL", db.url.clone()),
+        ("APPID", FakeConfig::default().app_id),
+        ("AppSecret", FakeConfig::default().app_secret),
+        ("ACCOUNT_ID", ACCOUNT.to_string()),
+        ("API_BASE_URL", fake.base_url()),
+        ("PAGE_SIZE", PAGE_SIZE.to_string()),
+        ("MAX_QPS", MAX_QPS.to_string()),
+        ("RETRY_BASE_MS", RETRY_BASE_MS.to_string()),
+    ];
+    let mut range_env = base_env.clone();
+    range_env.push(("START_DATE", first_day.clone()));
+    range_env.push(("END_DATE", last_day.clone()));
+
+    section(4, &format!("First sync: {first_day} .. {last_day}"));
+    println!("douyin-order-sync reads its settings from the environment (or a .env file):");
+    for (k, v) in &range_env {
+        let shown = match *k {
+            "DB_URL" => mask_password(v),
+            "AppSecret" => "********".to_string(),
+            _ => v.clone(),
+        };
+        println!("  {k}={shown}");
+    }
+    println!("its log (stderr):");
+    fake.clear_requests();
+    let log = sync(&bin, &range_env, workdir.path())?;
+    report_requests(&fake);
+    explain_log(&log);
+    let mut client = db.connect()?;
+    let stored = count_orders(&mut client)?;
+    println!(
+        "the orders table now holds {stored} orders (the fake Douyin served {total}){}",
+        if stored == total as i64 {
+            ": all of them"
+        } else {
+            ": SOME ARE MISSING"
+        }
+    );
+    stop_check()?;
+
+    section(5, "The same sync again");
+    println!("running it again over the same days re-reads them (to catch refunds) but writes nothing new:");
+    let before = last_write(&mut client)?;
+    fake.clear_requests();
+    let log = sync(&bin, &range_env, workdir.path())?;
+    let after = last_write(&mut client)?;
+    if log.iter().any(|l| l.contains("(0 new, 0 changed)")) {
+        println!("-> \"0 new, 0 changed\": the orders were already there and unchanged");
+    } else {
+        println!("-> note: the log does not say \"0 new, 0 changed\"");
+    }
+    if before == after {
+        println!("-> no row was rewritten (the newest sync_time is still {before})");
+    } else {
+        println!("-> note: rows were rewritten (newest sync_time {before} -> {after})");
+    }
+    stop_check()?;
+
+    section(6, "A refund, picked up by the incremental mode");
+    let (refund_day, refund) = pick_refund(&days)?;
+    let refund_id = refund.order_id();
+    println!("order {refund_id} (created {refund_day}) in the table now:");
+    show_order(&mut client, &refund_id)?;
+    let changed = fake.update_order(&refund_id, |o| {
+        o["order_status"] = serde_json::json!(REFUNDED);
+        o["update_order_time"] = serde_json::json!(epoch_now() - 5);
+    });
+    if !changed {
+        return Err(format!("the fake Douyin has no order {refund_id}"));
+    }
+    println!(
+        "the customer asks for a refund: Douyin sets order_status {REFUNDED} and moves its \
+         update_order_time to a few seconds ago."
+    );
+    let mut incremental_env = base_env.clone();
+    incremental_env.push(("SYNC_DAYS", "4".to_string()));
+    println!(
+        "without START_DATE/END_DATE the binary runs incrementally: by update time, the first run \
+         SYNC_DAYS=4 days back, later runs from their checkpoint (run it from cron):"
+    );
+    fake.clear_requests();
+    let log = sync(&bin, &incremental_env, workdir.path())?;
+    report_requests(&fake);
+    if log.iter().any(|l| l.contains("1 changed")) {
+        println!("-> \"1 changed\": the refund");
+    }
+    println!("order {refund_id} in the table now:");
+    show_order(&mut client, &refund_id)?;
+    stop_check()?;
+
+    section(7, "The seed README's queries");
+    println!(
+        "times are stored as timestamptz; the demo's session ran SET TIME ZONE 'Asia/Shanghai', \
+         so they and DATE() are in Beijing time (in psql run the same, or once: ALTER DATABASE \
+         <db> SET timezone = 'Asia/Shanghai')."
+    );
+    let phone = refund
+        .expected_phone
+        .clone()
+        .ok_or("the refunded order has no phone")?;
+    for (i, (title, sql)) in SEED_QUERIES.iter().enumerate() {
+        println!("\n{}. {title}:", i + 1);
+        let sql = if sql.contains(SEED_PHONE) {
+            println!(
+                "   (the README's '{SEED_PHONE}' is a placeholder and the column holds the full, \
+                 decrypted number: the demo asks for {phone}, the refunded order's customer)"
+            );
+            sql.replace(SEED_PHONE, &phone)
+        } else {
+            sql.to_string()
+        };
+        for line in sql.lines() {
+            println!("   {}", line.trim_end());
+        }
+        let rows = show_query(&mut client, &sql)?;
+        let first_is_null = rows
+            .first()
+            .and_then(|r| r.first())
+            .is_some_and(Option::is_none);
+        if sql.contains("ORDER BY pay_time DESC") && unpaid_first(&rows) {
+            println!(
+                "   note: unpaid orders have no pay_time, and PostgreSQL puts NULL first in \
+                 DESC order; for the latest paid orders write ORDER BY pay_time DESC NULLS LAST."
+            );
+        } else if sql.contains("DATE(pay_time)") && first_is_null {
+            println!(
+                "   note: the NULL date is the unpaid orders; the sums count every status (unpaid, \
+                 refunded…): add e.g. WHERE pay_time IS NOT NULL AND order_status <> {REFUNDED}."
+            );
+        }
+    }
+    println!(
+        "\nand where the sync stands (one checkpoint per range and one for the incremental mode):"
+    );
+    println!("   SELECT * FROM sync_checkpoints;");
+    show_query(&mut client, "SELECT * FROM sync_checkpoints")?;
+    drop(client);
+
+    section(8, "Cleaning up");
+    drop(fake);
+    println!("stopped the fake Douyin");
+    db.close()?;
+    drop(workdir);
+    Ok(())
+}
+
+fn section(n: usize, title: &str) {
+    println!("\n=== {n}/8  {title} ===");
+}
+
+/// Builds the release binary and returns its path (target/release/douyin-order-sync, beside the
+/// directory of this example's executable).
+fn build_binary() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--bin",
+            "douyin-order-sync",
+        ])
+        .status()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build failed ({status})"));
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the demo's own path: {e}"))?;
+    // target/release/examples/demo -> target/release/douyin-order-sync
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("douyin-order-sync"))
+        .ok_or("unexpected path of the demo executable")?;
+    if bin.is_file() {
+        Ok(bin)
+    } else {
+        Err(format!("the build left no {}", bin.display()))
+    }
+}
+
+/// The demo's own database: a fresh one on the server named by DB_URL (dropped at the end), or a
+/// throwaway PostgreSQL server (stopped and deleted at the end).
+struct DemoDatabase {
+    /// URL of the demo's database, as given to the binary.
+    url: String,
+    /// Set when the database was created on the user's server: (admin URL, database name).
+    created: Option<(String, String)>,
+    cluster: Option<pg::ThrowawayCluster>,
+}
+
+impl DemoDatabase {
+    fn open() -> Result<DemoDatabase> {
+        match std::env::var("DB_URL") {
+            Ok(url) if !url.trim().is_empty() => {
+                let url = url.trim().to_string();
+                println!(
+                    "DB_URL is set: using the server at {} (only in a new database that the demo \
+                     drops at the end; your data is not touched)",
+                    mask_password(&url)
+                );
+                let name = format!("douyin_demo_{}", std::process::id());
+                let admin_url = client_url(&url);
+                let mut admin =
+                    postgres::Client::connect(&admin_url, postgres::NoTls).map_err(|e| {
+                        format!(
+                            "cannot connect to DB_URL ({}): {e} (the demo connects without TLS; \
+                             unset DB_URL to use a throwaway server instead)",
+                            mask_password(&url)
+                        )
+                    })?;
+                // A database of this name can only be a leftover of an earlier demo with our pid.
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"));
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .map_err(|e| {
+                        format!(
+                            "cannot create the database {name} on DB_URL ({e}); the demo needs a \
+                             user that may CREATE DATABASE"
+                        )
+                    })?;
+                println!("created the database {name}");
+                Ok(DemoDatabase {
+                    url: pg::with_dbname(&url, &name),
+                    created: Some((admin_url, name)),
+                    cluster: None,
+                })
+            }
+            _ => {
+                println!(
+                    "DB_URL is not set: starting a throwaway PostgreSQL in {}…",
+                    std::env::temp_dir().display()
+                );
+                let cluster = pg::ThrowawayCluster::start()
+                    .map_err(|e| format!("cannot start a throwaway PostgreSQL: {e}"))?;
+                println!(
+                    "started in {} on 127.0.0.1:{} (deleted at the end)",
+                    cluster.dir().display(),
+                    cluster.port()
+                );
+                Ok(DemoDatabase {
+                    url: cluster.url().to_string(),
+                    created: None,
+                    cluster: Some(cluster),
+                })
+            }
+        }
+    }
+
+    /// A session showing times in Beijing time.
+    fn connect(&self) -> Result<postgres::Client> {
+        let mut client = postgres::Client::connect(&client_url(&self.url), postgres::NoTls)
+            .map_err(|e| format!("cannot connect to {}: {e}", mask_password(&self.url)))?;
+        client
+            .batch_execute("SET TIME ZONE 'Asia/Shanghai'")
+            .map_err(|e| format!("SET TIME ZONE: {e}"))?;
+        Ok(client)
+    }
+
+    /// Drops the demo database, or stops and deletes the throwaway server.
+    fn close(mut self) -> Result<()> {
+        if let Some((admin_url, name)) = self.created.take() {
+            drop_database(&admin_url, &name)?;
+            println!("dropped the database {name}");
+        }
+        if let Some(mut cluster) = self.cluster.take() {
+            cluster
+                .stop()
+                .map_err(|e| format!("stopping the throwaway PostgreSQL: {e}"))?;
+            let dir = cluster.dir().to_path_buf();
+            drop(cluster); // deletes the directory
+            println!(
+                "stopped the throwaway PostgreSQL and deleted {}",
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DemoDatabase {
+    /// On an error path: the same clean-up, quietly (the cluster's own Drop stops it).
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = self.created.take() {
+            if let Err(e) = drop_database(&admin_url, &name) {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
+}
+
+fn drop_database(admin_url: &str, name: &str) -> Result<()> {
+    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)
+        .map_err(|e| format!("cannot connect to drop the database {name}: {e}"))?;
+    // WITH (FORCE) (PostgreSQL 13+) ends a connection that is still closing.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .or_else(|_| admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")))
+        .map_err(|e| format!("cannot drop the database {name}: {e}"))
+}
+
+/// DB_URL in a form the postgres crate accepts: SQLAlchemy's `postgresql+psycopg2://` (which the
+/// binary accepts) becomes `postgresql://`.
+fn client_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) if scheme.contains('+') => format!("postgresql://{rest}"),
+        _ => url.to_string(),
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// An empty working directory for the binary (so no `.env` is read from ours), removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn create() -> Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("douyin-demo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // An explicit, empty --env-file: not even a .env beside the binary is read.
+        std::fs::write(dir.join("empty.env"), "")
+            .map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the binary with `env` (and PATH only), streaming its log; returns the log lines.
+fn sync(bin: &Path, env: &[(&str, String)], dir: &Path) -> Result<Vec<String>> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--env-file")
+        .arg(dir.join("empty.env"))
+        .env_clear()
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    // It logs to stderr; stdout should stay empty, but show it all the same.
+    let stdout = child.stdout.take().map(|out| {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                println!("  | {line}");
+            }
+        })
+    });
+    let mut log = Vec::new();
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines().map_while(|l| l.ok()) {
+            println!("  | {line}");
+            log.push(line);
+        }
+    }
+    if let Some(t) = stdout {
+        let _ = t.join();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for douyin-order-sync: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(log),
+        Some(code) => Err(format!(
+            "douyin-order-sync exited with code {code} (see its log above)"
+        )),
+        None => Err(format!("douyin-order-sync was stopped ({status})")),
+    }
+}
+
+/// What the fake Douyin saw during the last run.
+fn report_requests(fake: &FakeDouyin) {
+    let requests = fake.requests();
+    let count = |path: &str| requests.iter().filter(|r| r.path == path).count();
+    let busy = requests
+        .iter()
+        .filter(|r| r.outcome.starts_with("busy"))
+        .count();
+    println!(
+        "the fake Douyin answered {} requests ({} order pages, {} phone decryptions, {} token); \
+         {busy} got \"system busy\" and were retried; busiest second: {} requests (MAX_QPS={MAX_QPS})",
+        requests.len(),
+        count(fake_douyin::ORDER_QUERY_PATH),
+        count(fake_douyin::DECRYPT_PATH),
+        count(fake_douyin::TOKEN_PATH),
+        fake.busiest_second()
+    );
+}
+
+/// A legend for the WARN lines of the first run.
+fn explain_log(log: &[String]) {
+    let count = |needle: &str| log.iter().filter(|l| l.contains(needle)).count();
+    let phones = count("phone not decrypted");
+    let retries = count("; retry ");
+    if phones + retries > 0 {
+        println!("reading the log:");
+    }
+    if retries > 0 {
+        println!(
+            "  {retries} \"answered error …; retry\" warnings: the injected \"system busy\" \
+             errors, each retried after a short wait; no order was lost"
+        );
+    }
+    if phones > 0 {
+        println!(
+            "  {phones} \"phone not decrypted\" warnings: orders whose encrypted phone the fake \
+             garbled on purpose; they are stored with phone NULL"
+        );
+    }
+}
+
+fn count_orders(client: &mut postgres::Client) -> Result<i64> {
+    client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .map(|row| row.get(0))
+        .map_err(|e| format!("counting orders: {e}"))
+}
+
+/// The newest sync_time in the table, as text.
+fn last_write(client: &mut postgres::Client) -> Result<String> {
+    client
+        .query_one("SELECT coalesce(max(sync_time)::text, '') FROM orders", &[])
+        .map(|row| row.get(0))
+        .map_err(|e| format!("reading sync_time: {e}"))
+}
+
+/// Generates one day of orders (see `fake_douyin::generate_day`) and serves them. The generator
+/// gives every order its own random sku_id; here orders of the same product share one, as in a
+/// real shop, so that the by-SKU query has something to count.
+fn seed_day(fake: &FakeDouyin, day_start: i64, count: usize) -> Vec<GeneratedOrder> {
+    let mut orders = fake_douyin::generate_day(
+        fake.app_secret(),
+        ACCOUNT,
+        day_start,
+        count,
+        day_start as u64,
+    );
+    for order in &mut orders {
+        if let Some((cipher, plain)) = &order.platform_cipher {
+            fake.register_platform_cipher(cipher, plain);
+        }
+        let o = &mut order.json;
+        let name = o["sku_name"].as_str().unwrap_or_default().to_string();
+        let sku_id = serde_json::json!(sku_id_of(&name));
+        if o.get("sku_id").is_some() {
+            o["sku_id"] = sku_id.clone();
+        }
+        if let Some(product) = o["products"].get_mut(0) {
+            product["sku_id"] = sku_id;
+        }
+    }
+    fake.add_orders(orders.iter().map(|o| o.json.clone()));
+    orders
+}
+
+/// A stable 19-digit sku_id for a product name (FNV-1a).
+fn sku_id_of(name: &str) -> String {
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
+    });
+    format!("17{:017}", hash % 100_000_000_000_000_000)
+}
+
+/// A paid order with a decryptable phone from the middle day, for the refund.
+fn pick_refund(days: &[(String, Vec<GeneratedOrder>)]) -> Result<(String, &GeneratedOrder)> {
+    let (date, orders) = days.get(days.len() / 2).ok_or("no orders were generated")?;
+    orders
+        .iter()
+        .find(|o| {
+            o.expected_phone.is_some()
+                && matches!(o.json["order_status"].as_i64(), Some(1 | 200 | 201))
+        })
+        .map(|o| (date.clone(), o))
+        .ok_or_else(|| "no paid order with a phone to refund".to_string())
+}
+
+fn show_order(client: &mut postgres::Client, order_id: &str) -> Result<()> {
+    // order_id is 19 digits, generated here: safe to put in the text.
+    show_query(
+        client,
+        &format!(
+            "SELECT order_id, order_status, sku_name, pay_amount, pay_time, update_time, phone \
+             FROM orders WHERE order_id = '{order_id}'"
+        ),
+    )
+    .map(drop)
+}
+
+/// Whether the first row of "the latest 10 orders" has no pay_time (5th column).
+fn unpaid_first(rows: &[Vec<Option<String>>]) -> bool {
+    rows.first()
+        .and_then(|r| r.get(4))
+        .is_some_and(Option::is_none)
+}
+
+/// Runs `sql` (simple query protocol: every value comes back as text, as psql shows it), prints
+/// the result as a table, or record by record when it has many columns, and returns the rows.
+fn show_query(client: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+    let messages = client
+        .simple_query(sql)
+        .map_err(|e| format!("the query failed: {e}\n{sql}"))?;
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(cols) => {
+                columns = cols.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                if columns.is_empty() {
+                    columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+                }
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    if columns.len() > 8 {
+        print_records(&columns, &rows);
+    } else {
+        print_table(&columns, &rows);
+    }
+    Ok(rows)
+}
+
+/// Cell text: NULL spelled out, control characters escaped, long values cut with "…".
+fn cell(value: &Option<String>, max_width: usize) -> String {
+    let Some(value) = value else {
+        return "NULL".to_string();
+    };
+    let mut escaped = String::new();
+    for c in value.chars() {
+        match c {
+            '\t' => escaped.push_str("\\t"),
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    if text_width(&escaped) <= max_width {
+        return escaped;
+    }
+    let mut out = String::new();
+    let mut width = 0;
+    for c in escaped.chars() {
+        let w = text_width(c.encode_utf8(&mut [0; 4]));
+        if width + w + 1 > max_width {
+            break;
+        }
+        width += w;
+        out.push(c);
+    }
+    out.push('…');
+    out
+}
+
+fn print_table(columns: &[String], rows: &[Vec<Option<String>>]) {
+    let shown = &rows[..rows.len().min(MAX_ROWS_SHOWN)];
+    let cells: Vec<Vec<String>> = shown
+        .iter()
+        .map(|r| r.iter().map(|v| cell(v, MAX_CELL_WIDTH)).collect())
+        .collect();
+    let mut widths: Vec<usize> = columns.iter().map(|c| text_width(c)).collect();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(text_width(c));
+            }
+        }
+    }
+    // Numbers are right-aligned.
+    let numeric: Vec<bool> = (0..columns.len())
+        .map(|i| {
+            shown.iter().all(|r| {
+                r.get(i)
+                    .and_then(|v| v.as_deref())
+                    .is_none_or(|v| !v.is_empty() && v.len() < 16 && v.parse::<f64>().is_ok())
+            })
+        })
+        .collect();
+    let line = |values: &[String], align_numbers: bool| {
+        let parts: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let pad = " ".repeat(widths[i].saturating_sub(text_width(v)));
+                if align_numbers && numeric[i] {
+                    format!("{pad}{v}")
+                } else {
+                    format!("{v}{pad}")
+                }
+            })
+            .collect();
+        format!("   {}", parts.join(" | ").trim_end())
+    };
+    println!("{}", line(columns, false));
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    println!("   {}", rule.join("-+-"));
+    for row in &cells {
+        println!("{}", line(row, true));
+    }
+    let more = rows.len() - shown.len();
+    match (rows.len(), more) {
+        (1, _) => println!("   (1 row)"),
+        (n, 0) => println!("   ({n} rows)"),
+        (n, more) => println!("   … {more} more rows ({n} in all)"),
+    }
+}
+
+/// psql's expanded display (`\x`), for wide rows.
+fn print_records(columns: &[String], rows: &[Vec<Option<String>>]) {
+    let width = columns.iter().map(|c| text_width(c)).max().unwrap_or(0);
+    for (n, row) in rows.iter().take(MAX_ROWS_SHOWN).enumerate() {
+        println!("   -[ RECORD {} ]-", n + 1);
+        for (name, value) in columns.iter().zip(row) {
+            let pad = " ".repeat(width - text_width(name));
+            println!("   {name}{pad} | {}", cell(value, 90));
+        }
+    }
+    match rows.len() {
+        0 => println!("   (0 rows)"),
+        1 => println!("   (1 row)"),
+        n if n > MAX_ROWS_SHOWN => println!("   … {} more rows ({n} in all)", n - MAX_ROWS_SHOWN),
+        n => println!("   ({n} rows)"),
+    }
+}
+
+/// Terminal columns taken by `s`: 2 for CJK and other wide characters and emoji, else 1.
+fn text_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            let c = u32::from(c);
+            let wide = matches!(c,
+                0x1100..=0x115F
+                | 0x2E80..=0x303E
+                | 0x3041..=0x33FF
+                | 0x3400..=0x4DBF
+                | 0x4E00..=0x9FFF
+                | 0xA000..=0xA4CF
+                | 0xAC00..=0xD7A3
+                | 0xF900..=0xFAFF
+                | 0xFE30..=0xFE4F
+                | 0xFF00..=0xFF60
+                | 0xFFE0..=0xFFE6
+                | 0x1F300..=0x1F64F
+                | 0x1F900..=0x1F9FF
+                | 0x20000..=0x3FFFD);
+            if wide {
+                2
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn epoch_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The Asia/Shanghai (UTC+8, no daylight saving) midnight that starts the day of `t`.
+fn local_midnight(t: i64) -> i64 {
+    t - (t + 8 * 3600).rem_euclid(DAY)
+}
+
+/// `YYYY-MM-DD` of `t` in Asia/Shanghai.
+fn local_date(t: i64) -> String {
+    let days = (t + 8 * 3600).div_euclid(DAY);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}

@@ -80,6 +80,10 @@ fn main() {
              ACCOUNT_ID in a .env file (see .env.example) and run douyin-order-sync.",
             started.elapsed().as_secs_f64()
         ),
+        Err(_) if interrupted.load(Ordering::SeqCst) => {
+            eprintln!("\ninterrupted; the demo's database and servers are cleaned up");
+            std::process::exit(130);
+        }
         Err(e) => {
             eprintln!("\ndemo failed: {e}");
             std::process::exit(1);
@@ -230,8 +234,10 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     fake.clear_requests();
     let log = sync(&bin, &incremental_env, workdir.path())?;
     report_requests(&fake);
-    if log.iter().any(|l| l.contains("1 changed")) {
-        println!("-> \"1 changed\": the refund");
+    if log.iter().any(|l| l.contains("(0 new, 1 changed)")) {
+        println!("-> \"0 new, 1 changed\": the refund, and nothing else");
+    } else {
+        println!("-> note: the log does not say \"0 new, 1 changed\"");
     }
     println!("order {refund_id} in the table now:");
     show_order(&mut client, &refund_id)?;
@@ -354,9 +360,10 @@ impl DemoDatabase {
                 let mut admin =
                     postgres::Client::connect(&admin_url, postgres::NoTls).map_err(|e| {
                         format!(
-                            "cannot connect to DB_URL ({}): {e} (the demo connects without TLS; \
-                             unset DB_URL to use a throwaway server instead)",
-                            mask_password(&url)
+                            "cannot connect to DB_URL ({}): {} (the demo itself connects \
+                             without TLS; unset DB_URL to use a throwaway server instead)",
+                            mask_password(&url),
+                            pg_error(&e)
                         )
                     })?;
                 // A database of this name can only be a leftover of an earlier demo with our pid.
@@ -365,8 +372,9 @@ impl DemoDatabase {
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .map_err(|e| {
                         format!(
-                            "cannot create the database {name} on DB_URL ({e}); the demo needs a \
-                             user that may CREATE DATABASE"
+                            "cannot create the database {name} on DB_URL ({}); the demo needs a \
+                             user that may CREATE DATABASE",
+                            pg_error(&e)
                         )
                     })?;
                 println!("created the database {name}");
@@ -400,10 +408,16 @@ impl DemoDatabase {
     /// A session showing times in Beijing time.
     fn connect(&self) -> Result<postgres::Client> {
         let mut client = postgres::Client::connect(&client_url(&self.url), postgres::NoTls)
-            .map_err(|e| format!("cannot connect to {}: {e}", mask_password(&self.url)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot connect to {}: {}",
+                    mask_password(&self.url),
+                    pg_error(&e)
+                )
+            })?;
         client
             .batch_execute("SET TIME ZONE 'Asia/Shanghai'")
-            .map_err(|e| format!("SET TIME ZONE: {e}"))?;
+            .map_err(|e| format!("SET TIME ZONE: {}", pg_error(&e)))?;
         Ok(client)
     }
 
@@ -440,13 +454,25 @@ impl Drop for DemoDatabase {
 }
 
 fn drop_database(admin_url: &str, name: &str) -> Result<()> {
-    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls)
-        .map_err(|e| format!("cannot connect to drop the database {name}: {e}"))?;
+    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).map_err(|e| {
+        format!(
+            "cannot connect to drop the database {name}: {}",
+            pg_error(&e)
+        )
+    })?;
     // WITH (FORCE) (PostgreSQL 13+) ends a connection that is still closing.
     admin
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .or_else(|_| admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")))
-        .map_err(|e| format!("cannot drop the database {name}: {e}"))
+        .map_err(|e| format!("cannot drop the database {name}: {}", pg_error(&e)))
+}
+
+/// A postgres error with its cause ("error connecting to server: Connection refused …").
+fn pg_error(e: &postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// DB_URL in a form the postgres crate accepts: SQLAlchemy's `postgresql+psycopg2://` (which the
@@ -558,7 +584,7 @@ fn report_requests(fake: &FakeDouyin) {
         .filter(|r| r.outcome.starts_with("busy"))
         .count();
     println!(
-        "the fake Douyin answered {} requests ({} order pages, {} phone decryptions, {} token); \
+        "the fake Douyin answered {} requests ({} order pages, {} phone-decryption calls, {} token); \
          {busy} got \"system busy\" and were retried; busiest second: {} requests (MAX_QPS={MAX_QPS})",
         requests.len(),
         count(fake_douyin::ORDER_QUERY_PATH),
@@ -585,7 +611,7 @@ fn explain_log(log: &[String]) {
     if phones > 0 {
         println!(
             "  {phones} \"phone not decrypted\" warnings: orders whose encrypted phone the fake \
-             garbled on purpose; they are stored with phone NULL"
+             garbled on purpose (one a day); they are stored with phone NULL"
         );
     }
 }
@@ -594,7 +620,7 @@ fn count_orders(client: &mut postgres::Client) -> Result<i64> {
     client
         .query_one("SELECT count(*) FROM orders", &[])
         .map(|row| row.get(0))
-        .map_err(|e| format!("counting orders: {e}"))
+        .map_err(|e| format!("counting orders: {}", pg_error(&e)))
 }
 
 /// The newest sync_time in the table, as text.
@@ -602,25 +628,41 @@ fn last_write(client: &mut postgres::Client) -> Result<String> {
     client
         .query_one("SELECT coalesce(max(sync_time)::text, '') FROM orders", &[])
         .map(|row| row.get(0))
-        .map_err(|e| format!("reading sync_time: {e}"))
+        .map_err(|e| format!("reading sync_time: {}", pg_error(&e)))
 }
 
-/// Generates one day of orders (see `fake_douyin::generate_day`) and serves them. The generator
-/// gives every order its own random sku_id; here orders of the same product share one, as in a
-/// real shop, so that the by-SKU query has something to count.
+/// Generates one day of orders (see `fake_douyin::generate_day`) and serves them, with two
+/// changes that make the demo read like a real shop: orders of the same product share one sku_id
+/// (the generator gives each order its own, which leaves the by-SKU query nothing to count), and
+/// only the first of the garbled phone ciphertexts the generator makes for the tests (about 2%)
+/// is kept, to show its warning once a day; the others get a valid one.
 fn seed_day(fake: &FakeDouyin, day_start: i64, count: usize) -> Vec<GeneratedOrder> {
-    let mut orders = fake_douyin::generate_day(
-        fake.app_secret(),
-        ACCOUNT,
-        day_start,
-        count,
-        day_start as u64,
-    );
+    let secret = fake.app_secret().to_string();
+    let mut orders =
+        fake_douyin::generate_day(&secret, ACCOUNT, day_start, count, day_start as u64);
+    let mut garbled_kept = false;
     for order in &mut orders {
         if let Some((cipher, plain)) = &order.platform_cipher {
             fake.register_platform_cipher(cipher, plain);
         }
         let o = &mut order.json;
+        let id = o["order_id"].as_str().unwrap_or_default().to_string();
+        if let Some(contact) = o["contacts"].get_mut(0) {
+            let cipher = contact["phone_encrypt"].as_str().unwrap_or_default();
+            let masked = contact["phone"].as_str().unwrap_or_default();
+            let garbled = !cipher.is_empty()
+                && !cipher.starts_with("Enc.")
+                && fake_douyin::legacy_decrypt(&secret, cipher).is_none();
+            if garbled && garbled_kept && masked.len() == 11 {
+                // 138****1234 -> 138 + four digits of the order id + 1234.
+                let phone = format!("{}{}{}", &masked[..3], &id[id.len() - 4..], &masked[7..]);
+                if let Some(valid) = fake_douyin::legacy_encrypt(&secret, &phone) {
+                    contact["phone_encrypt"] = serde_json::json!(valid);
+                    order.expected_phone = Some(phone);
+                }
+            }
+            garbled_kept |= garbled;
+        }
         let name = o["sku_name"].as_str().unwrap_or_default().to_string();
         let sku_id = serde_json::json!(sku_id_of(&name));
         if o.get("sku_id").is_some() {
@@ -679,7 +721,7 @@ fn unpaid_first(rows: &[Vec<Option<String>>]) -> bool {
 fn show_query(client: &mut postgres::Client, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
     let messages = client
         .simple_query(sql)
-        .map_err(|e| format!("the query failed: {e}\n{sql}"))?;
+        .map_err(|e| format!("the query failed: {}\n{sql}", pg_error(&e)))?;
     let mut columns: Vec<String> = Vec::new();
     let mut rows: Vec<Vec<Option<String>>> = Vec::new();
     for message in messages {

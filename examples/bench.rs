@@ -113,7 +113,10 @@ fn run_case(
         .env("END_TIME", end.to_string())
         .env("PAGE_SIZE", "100")
         .env("MAX_QPS", case.max_qps.to_string())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         // To a file: a pipe nobody reads until the end would fill and block the binary.
         .stderr(std::fs::File::create(&log_path).unwrap());
@@ -142,6 +145,9 @@ fn run_case(
     let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert!(status.success(), "the run failed: {status}\n{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("coordinator:")) {
+        println!("    {line}");
+    }
     let mut db_client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let orders: i64 = db_client
         .query_one("SELECT count(*) FROM orders", &[])
@@ -246,7 +252,12 @@ fn main() {
         "douyin-order-sync benchmark (PAGE_SIZE=100, release build, {} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    for case in &cases {
+    // `bench [quick] [WORD]`: only the cases whose name contains WORD.
+    let filter: Option<String> = std::env::args().skip(1).find(|a| a != "quick");
+    for case in cases
+        .iter()
+        .filter(|c| filter.as_ref().is_none_or(|f| c.name.contains(f.as_str())))
+    {
         println!("{}", case.name);
         let m = run_case(&bin, &admin_url, case, None);
         print_row("pipelined (default)", case, &m);

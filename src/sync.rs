@@ -31,6 +31,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a slice may be fetched again because it came back inconsistent.
 const MAX_SLICE_ATTEMPTS: u32 = 6;
+/// Rows COPied into a day's staging table at once (one COPY per page would cost a round trip
+/// each).
+const STAGE_BATCH: usize = 1000;
+/// Rows held in memory across all days before the fullest buffer is flushed: bounds memory
+/// whatever the size of a day (a row is ~2 KB).
+const MAX_BUFFERED: usize = 3000;
 /// The API refuses `page_num × page_size` above this.
 const PAGE_LIMIT: u64 = 10_000;
 
@@ -349,6 +355,8 @@ struct DayState {
     /// Orders whose `Enc.` phone was queued already (a slice fetched twice stages them twice).
     queued_phones: HashSet<String>,
     decrypts_in_flight: usize,
+    /// Rows received but not yet COPied into the staging table (COPY in batches).
+    buffer: Vec<OrderRow>,
     pages: u64,
     refetches: u64,
     started: Instant,
@@ -384,6 +392,12 @@ struct Pipeline<'a> {
     /// The first day that failed for good, and why: earlier days still complete and commit,
     /// then the run ends with this error.
     failure: Option<(usize, Error)>,
+    /// Rows in all days' buffers.
+    buffered: usize,
+    /// Where the coordinator's time went, for the debug log.
+    time_staging: Duration,
+    time_committing: Duration,
+    time_waiting: Duration,
     stop: &'a Stop,
 }
 
@@ -433,6 +447,7 @@ impl Pipeline<'_> {
             *day = None;
         }
         self.next_schedule = self.next_commit;
+        self.buffered = 0;
         self.schedule()
     }
 
@@ -451,6 +466,7 @@ impl Pipeline<'_> {
                 pending_phones: Vec::new(),
                 queued_phones: HashSet::new(),
                 decrypts_in_flight: 0,
+                buffer: Vec::new(),
                 pages: 0,
                 refetches: 0,
                 started: Instant::now(),
@@ -618,8 +634,10 @@ impl Pipeline<'_> {
                     }
                 }
             }
-            self.store.stage_rows(day_index, &page.rows)?;
+            self.buffered += page.rows.len();
+            day.buffer.extend(page.rows);
         }
+        let flush_day = day.buffer.len() >= STAGE_BATCH;
         // Full batches go now; the rest once every slice of the day is in.
         let last = day.open_slices == 0;
         while day.pending_phones.len() >= DECRYPT_BATCH || (last && !day.pending_phones.is_empty())
@@ -640,7 +658,38 @@ impl Pipeline<'_> {
         for j in new_jobs {
             self.queue.push(j);
         }
+        if flush_day {
+            self.flush(day_index)?;
+        }
+        // Bound the rows held across all days: flush the fullest buffers.
+        while self.buffered > MAX_BUFFERED {
+            let fullest = self.days[self.next_commit..self.next_schedule]
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.as_ref().map(|d| (d.buffer.len(), self.next_commit + i)))
+                .max();
+            match fullest {
+                Some((n, d)) if n > 0 => self.flush(d)?,
+                _ => break,
+            }
+        }
         self.commit_ready()
+    }
+
+    /// COPY a day's buffered rows into its staging table.
+    fn flush(&mut self, day_index: usize) -> Result<(), Error> {
+        let Some(day) = self.days.get_mut(day_index).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        if day.buffer.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut day.buffer);
+        self.buffered -= rows.len();
+        let staging = Instant::now();
+        self.store.stage_rows(day_index, &rows)?;
+        self.time_staging += staging.elapsed();
+        Ok(())
     }
 
     /// A day could not be fetched: keep finishing the days before it, fetch nothing from it on.
@@ -665,6 +714,7 @@ impl Pipeline<'_> {
             .iter()
             .filter_map(|(id, phone)| phone.clone().map(|p| (id.clone(), p)))
             .collect();
+        self.flush(day_index)?; // the rows must be in the table to be updated
         self.store.stage_phones(day_index, &found)?;
         self.commit_ready()
     }
@@ -673,6 +723,12 @@ impl Pipeline<'_> {
     fn commit_ready(&mut self) -> Result<(), Error> {
         while self.next_commit < self.plan.days.len() {
             let d = self.next_commit;
+            let complete = self.days[d].as_ref().is_some_and(|s| {
+                s.open_slices == 0 && s.pending_phones.is_empty() && s.decrypts_in_flight == 0
+            });
+            if complete {
+                self.flush(d)?;
+            }
             let Some(state) = self.days[d].take_if(|s| {
                 s.open_slices == 0 && s.pending_phones.is_empty() && s.decrypts_in_flight == 0
             }) else {
@@ -680,6 +736,7 @@ impl Pipeline<'_> {
             };
             let day = &self.plan.days[d];
             let range_done = self.plan.range_end.is_some_and(|end| day.span.end >= end);
+            let committing = Instant::now();
             let write = self.store.commit_day(
                 d,
                 &self.plan.key.account_id,
@@ -690,6 +747,7 @@ impl Pipeline<'_> {
                 },
                 self.plan.range_end.is_none(),
             )?;
+            self.time_committing += committing.elapsed();
             self.next_commit += 1;
             self.log_day(d, &state, write);
             self.schedule()?;
@@ -794,6 +852,10 @@ pub fn sync_days(
         slice_limit: (PAGE_LIMIT / page_size) * page_size,
         reconnects: 0,
         failure: None,
+        buffered: 0,
+        time_staging: Duration::ZERO,
+        time_committing: Duration::ZERO,
+        time_waiting: Duration::ZERO,
         stop,
     };
     let result = (|| {
@@ -809,7 +871,10 @@ pub fn sync_days(
                     }
                 }
             }
-            match rx.recv_timeout(Duration::from_millis(100)) {
+            let waiting = Instant::now();
+            let received = rx.recv_timeout(Duration::from_millis(100));
+            pipeline.time_waiting += waiting.elapsed();
+            match received {
                 Ok(fetched) => {
                     if let Err(e) = pipeline.handle(fetched) {
                         pipeline.recover(e)?;
@@ -834,6 +899,12 @@ pub fn sync_days(
     // On an error, fetchers still inside an HTTP call are left to end on their own: waiting
     // for them would hold a signal's exit up to the HTTP timeout. Their staged days were never
     // committed and their temporary tables go with the session.
+    log::debug!(
+        "coordinator: {:.2} s staging pages, {:.2} s committing days, {:.2} s waiting for pages",
+        pipeline.time_staging.as_secs_f64(),
+        pipeline.time_committing.as_secs_f64(),
+        pipeline.time_waiting.as_secs_f64()
+    );
     let stats = pipeline.stats.clone();
     for d in pipeline.next_commit..pipeline.next_schedule {
         if pipeline.store.is_closed() {

@@ -122,7 +122,9 @@ impl Store {
         let mut client = client;
         // NOTICEs ("table does not exist, skipping") are expected and would only clutter the log.
         client
-            .batch_execute("SET client_min_messages = warning")
+            // temp_buffers: a day's staging table (~2 KB a row) stays in memory instead of
+            // spilling to disk; it must be set before the session's first temporary table.
+            .batch_execute("SET client_min_messages = warning; SET temp_buffers = '128MB'")
             .map_err(|e| db_error(&masked_url, "session settings", &e))?;
         Ok(Store { client, masked_url })
     }
@@ -400,6 +402,9 @@ impl Store {
             move |e: postgres::Error| db_error(&m, c, &e)
         };
         let mut tx = self.client.transaction().map_err(err("begin day"))?;
+        // The day is deduplicated with a sort of its staged rows: keep it in memory.
+        tx.batch_execute("SET LOCAL work_mem = '256MB'")
+            .map_err(err("begin day"))?;
         let upsert = format!(
             "WITH day AS (
                  SELECT DISTINCT ON (order_id) *

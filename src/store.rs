@@ -1,11 +1,13 @@
 //! Everything the job keeps in PostgreSQL: migrations, the per-account lock, the checkpoint, and
 //! a day's staged upsert.
 //!
-//! A day's pages are streamed with COPY into a temporary table of their own as they arrive (in
-//! any order, several days at once), so memory does not grow with the size of a day. When a day
-//! is complete, one transaction moves it into `orders` (one `INSERT … ON CONFLICT`) and advances
-//! the checkpoint; the transaction rolls back on drop, so an early `?` or a crash leaves the
-//! previous state. Temporary tables vanish with the session. This module knows nothing of HTTP.
+//! A day's pages are streamed with COPY into a staging table of their own as they arrive (in any
+//! order, several days at once), so memory does not grow with the size of a day. When a day is
+//! complete, one transaction moves it into `orders` (one `INSERT … ON CONFLICT`), advances the
+//! checkpoint and drops the staging table; the transaction rolls back on drop, so an early `?` or
+//! a crash leaves the previous state. Staging tables are UNLOGGED (no WAL) rather than temporary
+//! so that one connection can stream pages while another commits days; a killed run's leftovers
+//! are dropped by the next run of the same account. This module knows nothing of HTTP.
 
 use crate::config::{Database, TlsMode};
 use crate::error::Error;
@@ -122,9 +124,7 @@ impl Store {
         let mut client = client;
         // NOTICEs ("table does not exist, skipping") are expected and would only clutter the log.
         client
-            // temp_buffers: a day's staging table (~2 KB a row) stays in memory instead of
-            // spilling to disk; it must be set before the session's first temporary table.
-            .batch_execute("SET client_min_messages = warning; SET temp_buffers = '128MB'")
+            .batch_execute("SET client_min_messages = warning")
             .map_err(|e| db_error(&masked_url, "session settings", &e))?;
         Ok(Store { client, masked_url })
     }
@@ -322,11 +322,11 @@ impl Store {
     }
 
     /// Create the staging table of a day (temporary: gone with the session).
-    pub fn stage_begin(&mut self, day: usize) -> Result<(), Error> {
+    pub fn stage_begin(&mut self, stage: &Stage) -> Result<(), Error> {
         let sql = format!(
-            "DROP TABLE IF EXISTS stage_{day};
-             CREATE TEMP TABLE stage_{day} (
-                 seq bigserial, order_id text NOT NULL, order_status integer, sku_id text,
+            "DROP TABLE IF EXISTS {stage};
+             CREATE UNLOGGED TABLE {stage} (
+                 order_id text NOT NULL, order_status integer, sku_id text,
                  sku_name text, pay_amount numeric, count integer, pay_time bigint,
                  create_time bigint, update_time bigint, source_order_id text, phone text,
                  raw_data jsonb NOT NULL)"
@@ -337,7 +337,7 @@ impl Store {
     }
 
     /// Stream rows into a day's staging table with COPY.
-    pub fn stage_rows(&mut self, day: usize, rows: &[OrderRow]) -> Result<(), Error> {
+    pub fn stage_rows(&mut self, stage: &Stage, rows: &[OrderRow]) -> Result<(), Error> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -350,7 +350,7 @@ impl Store {
         let mut writer = self
             .client
             .copy_in(&format!(
-                "COPY stage_{day} (order_id, order_status, sku_id, sku_name, pay_amount, count,
+                "COPY {stage} (order_id, order_status, sku_id, sku_name, pay_amount, count,
                      pay_time, create_time, update_time, source_order_id, phone, raw_data)
                  FROM STDIN"
             ))
@@ -363,7 +363,7 @@ impl Store {
     }
 
     /// Set decrypted phones on a day's staged rows: (order id, phone).
-    pub fn stage_phones(&mut self, day: usize, phones: &[(String, String)]) -> Result<(), Error> {
+    pub fn stage_phones(&mut self, stage: &Stage, phones: &[(String, String)]) -> Result<(), Error> {
         if phones.is_empty() {
             return Ok(());
         }
@@ -374,7 +374,7 @@ impl Store {
         self.client
             .execute(
                 &format!(
-                    "UPDATE stage_{day} AS s SET phone = v.phone
+                    "UPDATE {stage} AS s SET phone = v.phone
                        FROM unnest($1::text[], $2::text[]) AS v(order_id, phone)
                       WHERE s.order_id = v.order_id"
                 ),
@@ -390,7 +390,7 @@ impl Store {
     /// latest `update_time` wins, and an older state never overwrites a newer one.
     pub fn commit_day(
         &mut self,
-        day: usize,
+        stage: &Stage,
         account_id: &str,
         key: &CheckpointKey,
         checkpoint: Checkpoint,
@@ -408,8 +408,8 @@ impl Store {
         let upsert = format!(
             "WITH day AS (
                  SELECT DISTINCT ON (order_id) *
-                   FROM stage_{day}
-                  ORDER BY order_id, update_time DESC NULLS LAST, seq DESC
+                   FROM {stage}
+                  ORDER BY order_id, update_time DESC NULLS LAST, ctid DESC
              ), up AS (
                  INSERT INTO orders AS o (order_id, account_id, order_status, sku_id, sku_name,
                         pay_amount, count, pay_time, create_time, update_time, source_order_id,
@@ -473,18 +473,50 @@ impl Store {
             ],
         )
         .map_err(err("advance checkpoint"))?;
-        tx.commit().map_err(err("commit day"))?;
-        self.client
-            .batch_execute(&format!("DROP TABLE IF EXISTS stage_{day}"))
+        // Dropped with the commit: a crash before it leaves the table for the next run to drop.
+        tx.batch_execute(&format!("DROP TABLE {stage}"))
             .map_err(err("drop staging table"))?;
+        tx.commit().map_err(err("commit day"))?;
         Ok(write)
     }
 
     /// Drop a staging table that will not be committed.
-    pub fn stage_discard(&mut self, day: usize) -> Result<(), Error> {
+    /// Drop staging tables that will not be committed, waiting at most a second for a lock (a
+    /// table still being written by a COPY is left for the next run to drop).
+    pub fn stage_discard(&mut self, stages: &[Stage]) -> Result<(), Error> {
+        if stages.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = stages.iter().map(Stage::to_string).collect();
         self.client
-            .batch_execute(&format!("DROP TABLE IF EXISTS stage_{day}"))
-            .map_err(self.err("drop staging table"))
+            .batch_execute(&format!(
+                "SET lock_timeout = '1s'; DROP TABLE IF EXISTS {}; RESET lock_timeout",
+                list.join(", ")
+            ))
+            .map_err(self.err("drop staging tables"))
+    }
+
+    /// Drop staging tables an earlier run of this account left behind (killed, or its
+    /// connection lost). Only called under the account's lock, so none of them is in use.
+    pub fn drop_stale_stages(&mut self, account_id: &str) -> Result<usize, Error> {
+        let prefix = Stage::prefix(account_id);
+        let tables: Vec<String> = self
+            .client
+            .query(
+                "SELECT tablename::text FROM pg_tables
+                  WHERE schemaname = current_schema() AND starts_with(tablename, $1)",
+                &[&prefix],
+            )
+            .map_err(self.err("find stale staging tables"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for table in &tables {
+            self.client
+                .batch_execute(&format!("DROP TABLE IF EXISTS {}", quote_ident(table)))
+                .map_err(self.err("drop stale staging table"))?;
+        }
+        Ok(tables.len())
     }
 }
 
@@ -577,6 +609,33 @@ fn adopt_python_table(
             )
         }
     )))
+}
+
+/// The staging table of one day of one account: an UNLOGGED table (no WAL, visible to both of
+/// the run's connections: one streams pages in, the other commits days), named after the
+/// account's lock key so that only the lock holder touches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage(String);
+
+impl Stage {
+    pub fn new(account_id: &str, day: usize) -> Stage {
+        Stage(format!("{}{day}", Stage::prefix(account_id)))
+    }
+
+    fn prefix(account_id: &str) -> String {
+        format!("douyin_stage_{:016x}_", lock_key(account_id) as u64)
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only hex digits, underscores and letters: no quoting needed.
+        f.write_str(&self.0)
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The advisory lock key of an account: FNV-1a, stable across versions and servers.

@@ -20,7 +20,7 @@ use crate::douyin::{Douyin, OrderQuery, DECRYPT_BATCH};
 use crate::error::Error;
 use crate::order::{extract, OrderRow};
 use crate::stop::Stop;
-use crate::store::{Checkpoint, CheckpointKey, DayWrite, Store};
+use crate::store::{Checkpoint, CheckpointKey, DayWrite, Stage, Store};
 use crate::window::{self, Day, Span};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -373,10 +373,77 @@ fn id_key(order_id: &str) -> u64 {
     })
 }
 
+/// What the stager thread does, in the order sent.
+enum StageCmd {
+    Begin(Stage),
+    Rows(Stage, Vec<OrderRow>),
+    Phones(Stage, Vec<(String, String)>),
+    /// Answer once every command sent before this one is done.
+    Barrier(SyncSender<()>),
+}
+
+/// The second database connection: streams pages into staging tables while the coordinator's
+/// connection commits days, so that PostgreSQL's work on a run is spread over two backends.
+struct Stager {
+    commands: SyncSender<StageCmd>,
+    failure: Arc<Mutex<Option<Error>>>,
+}
+
+impl Stager {
+    fn start(config: &Config) -> Result<Stager, Error> {
+        let mut store = Store::connect(config.database())?;
+        let (commands, received) = mpsc::sync_channel::<StageCmd>(12);
+        let failure = Arc::new(Mutex::new(None));
+        let slot = Arc::clone(&failure);
+        std::thread::Builder::new()
+            .name("stage".into())
+            .spawn(move || {
+                for command in received {
+                    let done = match command {
+                        StageCmd::Begin(stage) => store.stage_begin(&stage),
+                        StageCmd::Rows(stage, rows) => store.stage_rows(&stage, &rows),
+                        StageCmd::Phones(stage, phones) => store.stage_phones(&stage, &phones),
+                        StageCmd::Barrier(reply) => {
+                            let _ = reply.send(());
+                            Ok(())
+                        }
+                    };
+                    if let Err(e) = done {
+                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return; // dropping `received` makes the coordinator's next send fail
+                    }
+                }
+            })
+            .map_err(|e| Error::Bug(format!("cannot start the staging thread: {e}")))?;
+        Ok(Stager { commands, failure })
+    }
+
+    /// Why the stager stopped.
+    fn failure(&self) -> Error {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Error::Database("the staging connection stopped".into()))
+    }
+
+    fn send(&self, command: StageCmd) -> Result<(), Error> {
+        self.commands.send(command).map_err(|_| self.failure())
+    }
+
+    /// Wait until everything sent so far is in the staging tables.
+    fn barrier(&self) -> Result<(), Error> {
+        let (reply, done) = mpsc::sync_channel(1);
+        self.send(StageCmd::Barrier(reply))?;
+        done.recv().map_err(|_| self.failure())
+    }
+}
+
 /// The coordinator of one account's days.
 struct Pipeline<'a> {
     config: &'a Config,
     store: &'a mut Store,
+    stager: Stager,
     plan: &'a Plan,
     queue: Arc<JobQueue>,
     days: Vec<Option<DayState>>,
@@ -407,7 +474,7 @@ impl Pipeline<'_> {
     /// with the session). Any other error ends the account.
     fn recover(&mut self, error: Error) -> Result<(), Error> {
         let retry = self.config.retry();
-        if !matches!(error, Error::Database(_)) || !self.store.is_closed() {
+        if !matches!(error, Error::Database(_)) {
             return Err(error);
         }
         self.reconnects += 1;
@@ -419,28 +486,37 @@ impl Pipeline<'_> {
             "lost the database connection ({error}); reconnecting, then fetching {date} again"
         );
         let mut tries = 0;
-        let store = loop {
+        let (store, stager) = loop {
             tries += 1;
             let delay = retry
                 .base
                 .saturating_mul(1 << (tries - 1).min(20))
                 .min(retry.max_delay);
             self.stop.sleep(delay)?;
-            match Store::connect(self.config.database()) {
-                Ok(store) => break store,
+            let connected = if self.store.is_closed() {
+                Store::connect(self.config.database()).map(Some)
+            } else {
+                Ok(None)
+            };
+            match connected.and_then(|s| Stager::start(self.config).map(|st| (s, st))) {
+                Ok(both) => break both,
                 Err(e) if tries < retry.max_tries => {
                     log::warn!("reconnect {tries}/{}: {e}", retry.max_tries - 1);
                 }
                 Err(e) => return Err(e),
             }
         };
-        *self.store = store;
-        if !self.store.try_lock(&self.plan.key.account_id)? {
-            return Err(Error::Locked(format!(
-                "another run took the lock of account {} while the database connection was down",
-                self.plan.key.account_id
-            )));
+        self.stager = stager; // the old stager's thread ends with its channel
+        if let Some(store) = store {
+            *self.store = store;
+            if !self.store.try_lock(&self.plan.key.account_id)? {
+                return Err(Error::Locked(format!(
+                    "another run took the lock of account {} while the database connection was down",
+                    self.plan.key.account_id
+                )));
+            }
         }
+        self.store.drop_stale_stages(&self.plan.key.account_id)?;
         self.generation += 1;
         self.queue.clear();
         for day in &mut self.days[self.next_commit..self.next_schedule] {
@@ -459,7 +535,8 @@ impl Pipeline<'_> {
         while self.next_schedule < end && self.next_schedule < self.next_commit + self.lookahead {
             let d = self.next_schedule;
             let span = self.plan.days[d].span;
-            self.store.stage_begin(d)?;
+            self.stager
+                .send(StageCmd::Begin(Stage::new(&self.plan.key.account_id, d)))?;
             self.days[d] = Some(DayState {
                 slices: vec![SliceState::new(span)],
                 open_slices: 1,
@@ -687,7 +764,8 @@ impl Pipeline<'_> {
         let rows = std::mem::take(&mut day.buffer);
         self.buffered -= rows.len();
         let staging = Instant::now();
-        self.store.stage_rows(day_index, &rows)?;
+        let stage = Stage::new(&self.plan.key.account_id, day_index);
+        self.stager.send(StageCmd::Rows(stage, rows))?;
         self.time_staging += staging.elapsed();
         Ok(())
     }
@@ -714,8 +792,11 @@ impl Pipeline<'_> {
             .iter()
             .filter_map(|(id, phone)| phone.clone().map(|p| (id.clone(), p)))
             .collect();
-        self.flush(day_index)?; // the rows must be in the table to be updated
-        self.store.stage_phones(day_index, &found)?;
+        self.flush(day_index)?; // the rows go before their phones
+        if !found.is_empty() {
+            let stage = Stage::new(&self.plan.key.account_id, day_index);
+            self.stager.send(StageCmd::Phones(stage, found))?;
+        }
         self.commit_ready()
     }
 
@@ -728,6 +809,9 @@ impl Pipeline<'_> {
             });
             if complete {
                 self.flush(d)?;
+                let waiting = Instant::now();
+                self.stager.barrier()?;
+                self.time_staging += waiting.elapsed();
             }
             let Some(state) = self.days[d].take_if(|s| {
                 s.open_slices == 0 && s.pending_phones.is_empty() && s.decrypts_in_flight == 0
@@ -738,7 +822,7 @@ impl Pipeline<'_> {
             let range_done = self.plan.range_end.is_some_and(|end| day.span.end >= end);
             let committing = Instant::now();
             let write = self.store.commit_day(
-                d,
+                &Stage::new(&self.plan.key.account_id, d),
                 &self.plan.key.account_id,
                 &self.plan.key,
                 Checkpoint {
@@ -837,8 +921,15 @@ pub fn sync_days(
     }
     drop(tx);
     let page_size = u64::from(config.page_size());
+    // Tables a killed run of this account left behind (we hold the account's lock).
+    let stale = store.drop_stale_stages(&plan.key.account_id)?;
+    if stale > 0 {
+        log::info!("dropped {stale} staging table(s) left by an interrupted run");
+    }
+    let stager = Stager::start(config)?;
     let mut pipeline = Pipeline {
         config,
+        stager,
         store,
         plan,
         queue: Arc::clone(&queue),
@@ -906,11 +997,15 @@ pub fn sync_days(
         pipeline.time_waiting.as_secs_f64()
     );
     let stats = pipeline.stats.clone();
-    for d in pipeline.next_commit..pipeline.next_schedule {
-        if pipeline.store.is_closed() {
-            break;
-        }
-        let _ = pipeline.store.stage_discard(d);
+    // Uncommitted days' staging tables: dropped now if they are free within a second, else by
+    // the next run of this account.
+    let leftovers: Vec<Stage> = (pipeline.next_commit..pipeline.next_schedule)
+        .map(|d| Stage::new(&plan.key.account_id, d))
+        .collect();
+    let Pipeline { store, stager, .. } = pipeline;
+    drop(stager);
+    if !store.is_closed() {
+        let _ = store.stage_discard(&leftovers);
     }
     result.map(|()| stats)
 }

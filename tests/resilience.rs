@@ -368,7 +368,7 @@ fn a_database_connection_lost_mid_run_is_retried_for_that_day() {
             )
             .unwrap()
             .get(0);
-    assert_eq!(terminated, 1);
+    assert!(terminated >= 1, "no connection of the run was found");
     let out = child
         .wait_timeout(Duration::from_secs(120))
         .expect("did not finish");

@@ -122,6 +122,8 @@ fn run_case(
         .stderr(std::fs::File::create(&log_path).unwrap());
     if let Some(c) = concurrency {
         cmd.env("CONCURRENCY", c.to_string());
+    } else if let Ok(c) = std::env::var("BENCH_CONCURRENCY") {
+        cmd.env("CONCURRENCY", c);
     }
     let started = Instant::now();
     let mut child = cmd.spawn().unwrap();

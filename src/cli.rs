@@ -23,7 +23,7 @@ the one beside the binary, or --env-file), first found wins. Variables (the Pyth
   ORDER_STATUS        only orders in this status (unset: all)
   PAGE_SIZE           1-100 (50)        GET_SECRET_NUMBER  true|false (false)
   MAX_QPS             requests per second, all calls together (10)
-  CONCURRENCY         requests in flight at once (default: MAX_QPS, at most 32)
+  CONCURRENCY         requests in flight at once (default: MAX_QPS, at most 16)
   RETRY_MAX_TRIES     tries per request before giving up (8)
   RETRY_BASE_MS       first backoff (1000); doubles each try, with jitter
   RETRY_MAX_DELAY_MS  longest backoff (30000)

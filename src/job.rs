@@ -73,17 +73,29 @@ fn sync_accounts(
         if store.is_closed() {
             *store = Store::connect(config.database())?;
         }
-        let result = sync_account(config, &douyin, store, account, now, stop, record);
+        let mut stats = AccountStats::default();
+        let result = sync_account(config, &douyin, store, account, now, stop, &mut stats);
+        if let Some((start, end)) = stats.window {
+            record.window = Some(match record.window {
+                Some((a, b)) => (a.min(start), b.max(end)),
+                None => (start, end),
+            });
+        }
+        totals.days += stats.days;
+        totals.orders += stats.orders;
+        totals.inserted += stats.inserted;
+        totals.updated += stats.updated;
+        totals.pages += stats.pages;
         match result {
-            Ok(stats) => {
-                totals.days += stats.days;
-                totals.orders += stats.orders;
-                totals.inserted += stats.inserted;
-                totals.updated += stats.updated;
-                totals.pages += stats.pages;
-                per_account.push(format!("{account}: {} orders", stats.orders));
+            Ok(()) => per_account.push(format!("{account}: {} orders", stats.orders)),
+            Err(e @ Error::Interrupted(_)) => {
+                log::info!(
+                    "interrupted: {} days, {} orders committed before the signal; a rerun resumes",
+                    totals.days,
+                    totals.orders
+                );
+                return Err(e);
             }
-            Err(e @ Error::Interrupted(_)) => return Err(e),
             Err(e) => {
                 if config.accounts().len() > 1 {
                     log::error!(account = account.as_str(), logid = e.logid().unwrap_or(""); "account {account} failed: {e}");
@@ -159,8 +171,8 @@ fn sync_account(
     account: &str,
     now: i64,
     stop: &Stop,
-    record: &mut RunRecord,
-) -> Result<AccountStats, Error> {
+    stats: &mut AccountStats,
+) -> Result<(), Error> {
     if !store.try_lock(account)? {
         return Err(Error::Locked(format!(
             "another run holds the lock of account {account}; exiting (that run syncs it)"
@@ -171,13 +183,9 @@ fn sync_account(
     let plan = sync::plan(config, key, checkpoint, now);
     log::info!("account {account}: {}", describe_plan(config, &plan));
     if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
-        let (start, end) = (first.span.start, last.span.end);
-        record.window = Some(match record.window {
-            Some((a, b)) => (a.min(start), b.max(end)),
-            None => (start, end),
-        });
+        stats.window = Some((first.span.start, last.span.end));
     }
-    let result = sync::sync_days(config, douyin, store, &plan, stop);
+    let result = sync::sync_days(config, douyin, store, &plan, stop, stats);
     if !store.is_closed() {
         let _ = store.unlock(account);
     }

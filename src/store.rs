@@ -146,6 +146,11 @@ impl Store {
         move |e| db_error(&self.masked_url, &context, &e)
     }
 
+    /// Whether the connection answers (a lost connection is often only noticed on use).
+    pub fn is_alive(&mut self) -> bool {
+        !self.client.is_closed() && self.client.batch_execute("SELECT 1").is_ok()
+    }
+
     /// Whether the connection still works (after an error, to tell a lost connection from a
     /// failed statement).
     pub fn is_closed(&self) -> bool {
@@ -363,7 +368,11 @@ impl Store {
     }
 
     /// Set decrypted phones on a day's staged rows: (order id, phone).
-    pub fn stage_phones(&mut self, stage: &Stage, phones: &[(String, String)]) -> Result<(), Error> {
+    pub fn stage_phones(
+        &mut self,
+        stage: &Stage,
+        phones: &[(String, String)],
+    ) -> Result<(), Error> {
         if phones.is_empty() {
             return Ok(());
         }

@@ -49,6 +49,8 @@ pub struct AccountStats {
     pub updated: u64,
     pub pages: u64,
     pub refetches: u64,
+    /// The span of the planned days, for the run history.
+    pub window: Option<(i64, i64)>,
 }
 
 /// The window of one account, cut into days.
@@ -308,10 +310,13 @@ impl FetchContext {
     }
 }
 
-fn fetcher(ctx: Arc<FetchContext>, queue: Arc<JobQueue>, results: SyncSender<Fetched>) {
+fn fetcher(ctx: Arc<FetchContext>, queue: Arc<JobQueue>, results: SyncSender<Event>) {
     while let Some(job) = queue.pop(&ctx.stop) {
         let result = ctx.work(&job);
-        if results.send(Fetched { job, result }).is_err() {
+        if results
+            .send(Event::Fetched(Fetched { job, result }))
+            .is_err()
+        {
             return; // the coordinator is gone (error or signal)
         }
     }
@@ -373,38 +378,70 @@ fn id_key(order_id: &str) -> u64 {
     })
 }
 
+/// What the coordinator hears about: a fetcher's page or decryption, or a committed day.
+enum Event {
+    Fetched(Fetched),
+    Committed {
+        generation: u64,
+        day: usize,
+        result: Result<DayWrite, Error>,
+        seconds: f64,
+    },
+}
+
+/// A complete day to commit.
+struct CommitCmd {
+    generation: u64,
+    day: usize,
+    stage: Stage,
+    checkpoint: Checkpoint,
+    monotonic: bool,
+}
+
 /// What the stager thread does, in the order sent.
 enum StageCmd {
     Begin(Stage),
     Rows(Stage, Vec<OrderRow>),
     Phones(Stage, Vec<(String, String)>),
-    /// Answer once every command sent before this one is done.
-    Barrier(SyncSender<()>),
+    /// Every row of the day is staged: hand it to the committer (in the same order as sent,
+    /// so after all of its rows).
+    Seal(CommitCmd),
 }
 
-/// The second database connection: streams pages into staging tables while the coordinator's
-/// connection commits days, so that PostgreSQL's work on a run is spread over two backends.
+/// The second database connection: streams pages into staging tables while the run's own
+/// connection (the committer, which holds the account's lock) commits days. PostgreSQL's work
+/// is spread over two backends and the coordinator never waits for either.
 struct Stager {
     commands: SyncSender<StageCmd>,
     failure: Arc<Mutex<Option<Error>>>,
 }
 
 impl Stager {
-    fn start(config: &Config) -> Result<Stager, Error> {
+    fn start(
+        config: &Config,
+        commits: SyncSender<CommitCmd>,
+        stop: &Stop,
+    ) -> Result<Stager, Error> {
         let mut store = Store::connect(config.database())?;
         let (commands, received) = mpsc::sync_channel::<StageCmd>(12);
         let failure = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&failure);
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("stage".into())
             .spawn(move || {
                 for command in received {
+                    if stop.signal().is_some() {
+                        return;
+                    }
                     let done = match command {
                         StageCmd::Begin(stage) => store.stage_begin(&stage),
                         StageCmd::Rows(stage, rows) => store.stage_rows(&stage, &rows),
                         StageCmd::Phones(stage, phones) => store.stage_phones(&stage, &phones),
-                        StageCmd::Barrier(reply) => {
-                            let _ = reply.send(());
+                        StageCmd::Seal(commit) => {
+                            if commits.send(commit).is_err() {
+                                return; // the committer stopped; the coordinator knows why
+                            }
                             Ok(())
                         }
                     };
@@ -418,35 +455,56 @@ impl Stager {
         Ok(Stager { commands, failure })
     }
 
-    /// Why the stager stopped.
-    fn failure(&self) -> Error {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_else(|| Error::Database("the staging connection stopped".into()))
-    }
-
     fn send(&self, command: StageCmd) -> Result<(), Error> {
-        self.commands.send(command).map_err(|_| self.failure())
+        self.commands.send(command).map_err(|_| {
+            self.failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_else(|| Error::Database("the staging connection stopped".into()))
+        })
     }
+}
 
-    /// Wait until everything sent so far is in the staging tables.
-    fn barrier(&self) -> Result<(), Error> {
-        let (reply, done) = mpsc::sync_channel(1);
-        self.send(StageCmd::Barrier(reply))?;
-        done.recv().map_err(|_| self.failure())
+/// The committer: on the run's own connection, moves each sealed day into `orders` with its
+/// checkpoint, in order, and tells the coordinator. Stops at the first error or a signal.
+fn committer(
+    store: &mut Store,
+    account_id: &str,
+    key: &CheckpointKey,
+    commits: mpsc::Receiver<CommitCmd>,
+    events: SyncSender<Event>,
+    stop: &Stop,
+) {
+    for cmd in commits {
+        if stop.signal().is_some() {
+            return;
+        }
+        let started = Instant::now();
+        let result = store.commit_day(&cmd.stage, account_id, key, cmd.checkpoint, cmd.monotonic);
+        let failed = result.is_err();
+        let event = Event::Committed {
+            generation: cmd.generation,
+            day: cmd.day,
+            result,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if events.send(event).is_err() || failed {
+            return;
+        }
     }
 }
 
 /// The coordinator of one account's days.
 struct Pipeline<'a> {
     config: &'a Config,
-    store: &'a mut Store,
-    stager: Stager,
+    /// The stager of the current segment (a segment ends at a lost connection).
+    stager: Option<Stager>,
     plan: &'a Plan,
     queue: Arc<JobQueue>,
     days: Vec<Option<DayState>>,
+    /// Days sealed: handed to the committer.
+    next_seal: usize,
     next_commit: usize,
     next_schedule: usize,
     lookahead: usize,
@@ -455,7 +513,6 @@ struct Pipeline<'a> {
     started: Instant,
     /// Orders a full page can hold up to the API's paging limit.
     slice_limit: u64,
-    reconnects: u32,
     /// The first day that failed for good, and why: earlier days still complete and commit,
     /// then the run ends with this error.
     failure: Option<(usize, Error)>,
@@ -465,66 +522,64 @@ struct Pipeline<'a> {
     time_staging: Duration,
     time_committing: Duration,
     time_waiting: Duration,
-    stop: &'a Stop,
 }
 
 impl Pipeline<'_> {
     /// After an error: when the database connection was lost, reconnect (with backoff), take the
     /// account's lock again and fetch every uncommitted day again (their staging tables went
     /// with the session). Any other error ends the account.
-    fn recover(&mut self, error: Error) -> Result<(), Error> {
-        let retry = self.config.retry();
-        if !matches!(error, Error::Database(_)) {
-            return Err(error);
+    fn stage(&self, command: StageCmd) -> Result<(), Error> {
+        match &self.stager {
+            Some(stager) => stager.send(command),
+            None => Err(Error::Bug("no staging connection".into())),
         }
-        self.reconnects += 1;
-        if self.reconnects > retry.max_tries {
-            return Err(error);
-        }
-        let date = &self.plan.days[self.next_commit].date;
-        log::warn!(
-            "lost the database connection ({error}); reconnecting, then fetching {date} again"
-        );
-        let mut tries = 0;
-        let (store, stager) = loop {
-            tries += 1;
-            let delay = retry
-                .base
-                .saturating_mul(1 << (tries - 1).min(20))
-                .min(retry.max_delay);
-            self.stop.sleep(delay)?;
-            let connected = if self.store.is_closed() {
-                Store::connect(self.config.database()).map(Some)
-            } else {
-                Ok(None)
-            };
-            match connected.and_then(|s| Stager::start(self.config).map(|st| (s, st))) {
-                Ok(both) => break both,
-                Err(e) if tries < retry.max_tries => {
-                    log::warn!("reconnect {tries}/{}: {e}", retry.max_tries - 1);
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        self.stager = stager; // the old stager's thread ends with its channel
-        if let Some(store) = store {
-            *self.store = store;
-            if !self.store.try_lock(&self.plan.key.account_id)? {
-                return Err(Error::Locked(format!(
-                    "another run took the lock of account {} while the database connection was down",
-                    self.plan.key.account_id
-                )));
-            }
-        }
-        self.store.drop_stale_stages(&self.plan.key.account_id)?;
+    }
+
+    /// After a lost connection: fetch every uncommitted day again (their staging tables are
+    /// dropped), with a new generation so that answers to the old requests are ignored.
+    fn restart(&mut self) {
         self.generation += 1;
         self.queue.clear();
         for day in &mut self.days[self.next_commit..self.next_schedule] {
             *day = None;
         }
         self.next_schedule = self.next_commit;
+        self.next_seal = self.next_commit;
         self.buffered = 0;
-        self.schedule()
+    }
+
+    /// One event. `Err` ends the segment.
+    fn on_event(&mut self, event: Event) -> Result<(), Error> {
+        match event {
+            Event::Fetched(fetched) => self.handle(fetched),
+            Event::Committed { generation, .. } if generation != self.generation => Ok(()),
+            Event::Committed {
+                day,
+                result,
+                seconds,
+                ..
+            } => {
+                let write = result?;
+                if day != self.next_commit {
+                    return Err(Error::Bug(format!(
+                        "day {day} committed, expected {}",
+                        self.next_commit
+                    )));
+                }
+                self.committed(day, write, seconds);
+                self.schedule()
+            }
+        }
+    }
+
+    /// The committer committed the next day.
+    fn committed(&mut self, day: usize, write: DayWrite, seconds: f64) {
+        self.time_committing += Duration::from_secs_f64(seconds);
+        let state = self.days[day].take();
+        self.next_commit += 1;
+        if let Some(state) = state {
+            self.log_day(day, &state, write);
+        }
     }
 
     fn schedule(&mut self) -> Result<(), Error> {
@@ -535,8 +590,7 @@ impl Pipeline<'_> {
         while self.next_schedule < end && self.next_schedule < self.next_commit + self.lookahead {
             let d = self.next_schedule;
             let span = self.plan.days[d].span;
-            self.stager
-                .send(StageCmd::Begin(Stage::new(&self.plan.key.account_id, d)))?;
+            self.stage(StageCmd::Begin(Stage::new(&self.plan.key.account_id, d)))?;
             self.days[d] = Some(DayState {
                 slices: vec![SliceState::new(span)],
                 open_slices: 1,
@@ -750,7 +804,7 @@ impl Pipeline<'_> {
                 _ => break,
             }
         }
-        self.commit_ready()
+        self.seal_ready()
     }
 
     /// COPY a day's buffered rows into its staging table.
@@ -765,7 +819,7 @@ impl Pipeline<'_> {
         self.buffered -= rows.len();
         let staging = Instant::now();
         let stage = Stage::new(&self.plan.key.account_id, day_index);
-        self.stager.send(StageCmd::Rows(stage, rows))?;
+        self.stage(StageCmd::Rows(stage, rows))?;
         self.time_staging += staging.elapsed();
         Ok(())
     }
@@ -795,46 +849,35 @@ impl Pipeline<'_> {
         self.flush(day_index)?; // the rows go before their phones
         if !found.is_empty() {
             let stage = Stage::new(&self.plan.key.account_id, day_index);
-            self.stager.send(StageCmd::Phones(stage, found))?;
+            self.stage(StageCmd::Phones(stage, found))?;
         }
-        self.commit_ready()
+        self.seal_ready()
     }
 
-    /// Commit every complete day at the front, in order.
-    fn commit_ready(&mut self) -> Result<(), Error> {
-        while self.next_commit < self.plan.days.len() {
-            let d = self.next_commit;
+    /// Hand every complete day at the front to the committer, in order.
+    fn seal_ready(&mut self) -> Result<(), Error> {
+        while self.next_seal < self.next_schedule {
+            let d = self.next_seal;
             let complete = self.days[d].as_ref().is_some_and(|s| {
                 s.open_slices == 0 && s.pending_phones.is_empty() && s.decrypts_in_flight == 0
             });
-            if complete {
-                self.flush(d)?;
-                let waiting = Instant::now();
-                self.stager.barrier()?;
-                self.time_staging += waiting.elapsed();
-            }
-            let Some(state) = self.days[d].take_if(|s| {
-                s.open_slices == 0 && s.pending_phones.is_empty() && s.decrypts_in_flight == 0
-            }) else {
+            if !complete {
                 break;
-            };
+            }
+            self.flush(d)?;
             let day = &self.plan.days[d];
             let range_done = self.plan.range_end.is_some_and(|end| day.span.end >= end);
-            let committing = Instant::now();
-            let write = self.store.commit_day(
-                &Stage::new(&self.plan.key.account_id, d),
-                &self.plan.key.account_id,
-                &self.plan.key,
-                Checkpoint {
+            self.stage(StageCmd::Seal(CommitCmd {
+                generation: self.generation,
+                day: d,
+                stage: Stage::new(&self.plan.key.account_id, d),
+                checkpoint: Checkpoint {
                     synced_until: day.span.end,
                     range_done,
                 },
-                self.plan.range_end.is_none(),
-            )?;
-            self.time_committing += committing.elapsed();
-            self.next_commit += 1;
-            self.log_day(d, &state, write);
-            self.schedule()?;
+                monotonic: self.plan.range_end.is_none(),
+            }))?;
+            self.next_seal += 1;
         }
         Ok(())
     }
@@ -887,19 +930,25 @@ pub fn human_duration(seconds: f64) -> String {
 }
 
 /// Sync one account's plan: fetch, stage and commit every day, in order.
+///
+/// The work runs in segments; a segment ends when everything is committed, on an error, or when
+/// a database connection is lost. A lost connection is retried (with the request backoff): the
+/// run's connection is re-established and the lock taken again if it was the one lost, and the
+/// uncommitted days are fetched again.
 pub fn sync_days(
     config: &Config,
     douyin: &Arc<Douyin>,
     store: &mut Store,
     plan: &Plan,
     stop: &Stop,
-) -> Result<AccountStats, Error> {
+    stats: &mut AccountStats,
+) -> Result<(), Error> {
     if plan.days.is_empty() {
-        return Ok(AccountStats::default());
+        return Ok(());
     }
     let queue = Arc::new(JobQueue::default());
     let workers = config.concurrency().max(1);
-    let (tx, rx) = mpsc::sync_channel::<Fetched>(workers * 2);
+    let (tx, rx) = mpsc::sync_channel::<Event>(workers * 2);
     let ctx = Arc::new(FetchContext {
         douyin: Arc::clone(douyin),
         cipher: PhoneCipher::new(config.app_secret().expose()).ok(),
@@ -919,58 +968,181 @@ pub fn sync_days(
             .map_err(|e| Error::Bug(format!("cannot start a fetcher thread: {e}")))?;
         handles.push(handle);
     }
-    drop(tx);
     let page_size = u64::from(config.page_size());
-    // Tables a killed run of this account left behind (we hold the account's lock).
-    let stale = store.drop_stale_stages(&plan.key.account_id)?;
-    if stale > 0 {
-        log::info!("dropped {stale} staging table(s) left by an interrupted run");
-    }
-    let stager = Stager::start(config)?;
+    let account = plan.key.account_id.as_str();
     let mut pipeline = Pipeline {
         config,
-        stager,
-        store,
+        stager: None,
         plan,
         queue: Arc::clone(&queue),
         days: (0..plan.days.len()).map(|_| None).collect(),
+        next_seal: 0,
         next_commit: 0,
         next_schedule: 0,
-        lookahead: workers.clamp(2, 32),
+        lookahead: workers.clamp(2, 16),
         generation: 0,
         stats: AccountStats::default(),
         started: Instant::now(),
         slice_limit: (PAGE_LIMIT / page_size) * page_size,
-        reconnects: 0,
         failure: None,
         buffered: 0,
         time_staging: Duration::ZERO,
         time_committing: Duration::ZERO,
         time_waiting: Duration::ZERO,
-        stop,
     };
-    let result = (|| {
-        if let Err(e) = pipeline.schedule() {
-            pipeline.recover(e)?;
+    let retry = config.retry();
+    let mut reconnects = 0;
+    let result = loop {
+        // Tables a killed run (or a lost connection) of this account left behind; we hold the
+        // account's lock, so none of them is in use.
+        let segment = match store.drop_stale_stages(account) {
+            Ok(n) => {
+                if n > 0 {
+                    log::info!("dropped {n} staging table(s) left by an interrupted run");
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        let segment = segment.and_then(|()| {
+            std::thread::scope(|scope| {
+                let (commit_tx, commit_rx) = mpsc::sync_channel::<CommitCmd>(pipeline.lookahead);
+                let events = tx.clone();
+                let store = &mut *store;
+                let committer = scope
+                    .spawn(move || committer(store, account, &plan.key, commit_rx, events, stop));
+                let result = Stager::start(config, commit_tx, stop).and_then(|stager| {
+                    pipeline.stager = Some(stager);
+                    pipeline.run_segment(&rx, stop)
+                });
+                // Closing the stager's channel ends it, which ends the committer; keep taking
+                // events meanwhile so that neither blocks on a full channel.
+                pipeline.stager = None;
+                loop {
+                    let finished = committer.is_finished();
+                    while let Ok(event) = rx.try_recv() {
+                        pipeline.after_segment(event);
+                    }
+                    if finished {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = committer.join();
+                result
+            })
+        });
+        match segment {
+            Ok(()) => break Ok(()),
+            Err(error @ Error::Database(_)) if reconnects < retry.max_tries => {
+                reconnects += 1;
+                let date = plan
+                    .days
+                    .get(pipeline.next_commit)
+                    .map_or("the next day", |d| d.date.as_str());
+                log::warn!(
+                    "lost a database connection ({error}); reconnecting, then fetching {date} again"
+                );
+                if let Err(e) = reconnect(config, store, account, stop, reconnects) {
+                    break Err(e);
+                }
+                pipeline.restart();
+            }
+            Err(error) => break Err(error),
         }
-        while pipeline.next_commit < plan.days.len() {
+    };
+    queue.close();
+    drop(tx);
+    if result.is_ok() {
+        for handle in handles {
+            // Idle fetchers return as soon as the queue is closed.
+            let _ = handle.join();
+        }
+    }
+    // On an error, fetchers still inside an HTTP call are left to end on their own: waiting
+    // for them would hold a signal's exit up to the HTTP timeout.
+    log::debug!(
+        "coordinator: {:.2} s handing pages to the stager, {:.2} s of commits, {:.2} s waiting for pages",
+        pipeline.time_staging.as_secs_f64(),
+        pipeline.time_committing.as_secs_f64(),
+        pipeline.time_waiting.as_secs_f64()
+    );
+    // Uncommitted days' staging tables: dropped now if they are free within a second, else by
+    // the next run of this account.
+    if result.is_err() && !store.is_closed() {
+        let leftovers: Vec<Stage> = (pipeline.next_commit..pipeline.next_schedule)
+            .map(|d| Stage::new(account, d))
+            .collect();
+        let _ = store.stage_discard(&leftovers);
+    }
+    *stats = AccountStats {
+        window: stats.window,
+        ..pipeline.stats.clone()
+    };
+    result
+}
+
+/// Re-establish the run's connection if it was lost (and take the account's lock again),
+/// waiting the request backoff before each try.
+fn reconnect(
+    config: &Config,
+    store: &mut Store,
+    account: &str,
+    stop: &Stop,
+    attempt: u32,
+) -> Result<(), Error> {
+    let retry = config.retry();
+    let delay = retry
+        .base
+        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+        .min(retry.max_delay);
+    stop.sleep(delay)?;
+    if store.is_alive() {
+        return Ok(());
+    }
+    let mut tries = 0;
+    *store = loop {
+        tries += 1;
+        match Store::connect(config.database()) {
+            Ok(fresh) => break fresh,
+            Err(e) if tries < retry.max_tries => {
+                log::warn!("reconnect {tries}/{}: {e}", retry.max_tries - 1);
+                stop.sleep(
+                    retry
+                        .base
+                        .saturating_mul(1 << (tries - 1).min(20))
+                        .min(retry.max_delay),
+                )?;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if !store.try_lock(account)? {
+        return Err(Error::Locked(format!(
+            "another run took the lock of account {account} while the database connection was down"
+        )));
+    }
+    Ok(())
+}
+
+impl Pipeline<'_> {
+    /// Run until every day is committed, an error, or a signal.
+    fn run_segment(&mut self, rx: &mpsc::Receiver<Event>, stop: &Stop) -> Result<(), Error> {
+        self.schedule()?;
+        while self.next_commit < self.plan.days.len() {
             stop.check()?;
-            if let Some((day, _)) = &pipeline.failure {
-                if pipeline.next_commit >= *day {
-                    if let Some((_, error)) = pipeline.failure.take() {
+            if let Some((day, _)) = &self.failure {
+                if self.next_commit >= *day {
+                    if let Some((_, error)) = self.failure.take() {
                         return Err(error);
                     }
                 }
             }
             let waiting = Instant::now();
             let received = rx.recv_timeout(Duration::from_millis(100));
-            pipeline.time_waiting += waiting.elapsed();
+            self.time_waiting += waiting.elapsed();
             match received {
-                Ok(fetched) => {
-                    if let Err(e) = pipeline.handle(fetched) {
-                        pipeline.recover(e)?;
-                    }
-                }
+                Ok(event) => self.on_event(event)?,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     stop.check()?;
@@ -979,35 +1151,23 @@ pub fn sync_days(
             }
         }
         Ok(())
-    })();
-    queue.close();
-    if result.is_ok() {
-        for handle in handles {
-            // Idle fetchers return as soon as the queue is closed.
-            let _ = handle.join();
+    }
+
+    /// An event that arrives after its segment ended: a committed day still counts; pages are
+    /// dropped (their days will be fetched again).
+    fn after_segment(&mut self, event: Event) {
+        if let Event::Committed {
+            generation,
+            day,
+            result: Ok(write),
+            seconds,
+        } = event
+        {
+            if generation == self.generation && day == self.next_commit {
+                self.committed(day, write, seconds);
+            }
         }
     }
-    // On an error, fetchers still inside an HTTP call are left to end on their own: waiting
-    // for them would hold a signal's exit up to the HTTP timeout. Their staged days were never
-    // committed and their temporary tables go with the session.
-    log::debug!(
-        "coordinator: {:.2} s staging pages, {:.2} s committing days, {:.2} s waiting for pages",
-        pipeline.time_staging.as_secs_f64(),
-        pipeline.time_committing.as_secs_f64(),
-        pipeline.time_waiting.as_secs_f64()
-    );
-    let stats = pipeline.stats.clone();
-    // Uncommitted days' staging tables: dropped now if they are free within a second, else by
-    // the next run of this account.
-    let leftovers: Vec<Stage> = (pipeline.next_commit..pipeline.next_schedule)
-        .map(|d| Stage::new(&plan.key.account_id, d))
-        .collect();
-    let Pipeline { store, stager, .. } = pipeline;
-    drop(stager);
-    if !store.is_closed() {
-        let _ = store.stage_discard(&leftovers);
-    }
-    result.map(|()| stats)
 }
 
 /// Requests, retries and token fetches so far, for the summary line.

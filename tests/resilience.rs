@@ -374,7 +374,7 @@ fn a_database_connection_lost_mid_run_is_retried_for_that_day() {
         .expect("did not finish");
     out.expect_success();
     assert!(
-        out.log().contains("lost the database connection"),
+        out.log().contains("lost a database connection"),
         "{}",
         out.report()
     );

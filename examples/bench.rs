@@ -4,6 +4,7 @@
 //! binary against a throwaway PostgreSQL (or `DB_URL`), and prints orders/s, requests/s as a
 //! share of MAX_QPS (the API's ceiling), the busiest second seen by the server, and the binary's
 //! peak RSS; beside it, the same case one request at a time (CONCURRENCY=1) as a baseline.
+//! Percentages are shares of the ceiling, MAX_QPS × PAGE_SIZE orders/s (MAX_QPS requests/s).
 //! `bench quick` runs smaller cases (for a smoke test).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
@@ -181,13 +182,29 @@ fn run_case(
 fn print_row(label: &str, case: &Case, m: &Measured) {
     let limited = case.max_qps < 1000;
     let ceiling = f64::from(case.max_qps);
+    let wall = m.orders as f64 / m.seconds;
+    // While fetching: the request rate times the orders each request brought (start-up and the
+    // last commit excluded).
+    let fetching = m.request_rate * m.orders as f64 / m.requests as f64;
+    let share = |rate: f64| {
+        if limited {
+            format!(" ({:>5.1}%)", 100.0 * rate / (ceiling * 100.0))
+        } else {
+            String::new()
+        }
+    };
     println!(
-        "  {label:<22} {:>8.0} orders/s  {:>6.1} s  {:>5} requests  {:>7.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
-        m.orders as f64 / m.seconds,
+        "  {label:<22} {wall:>7.0} orders/s{}  {fetching:>7.0} orders/s fetching{}  {:>5.1} s  {:>5} requests  {:>6.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
+        share(wall),
+        share(fetching),
         m.seconds,
         m.requests,
         m.request_rate,
-        if limited { format!(" ({:>5.1}% of MAX_QPS)", 100.0 * m.request_rate / ceiling) } else { String::new() },
+        if limited {
+            format!(" ({:>5.1}% of MAX_QPS)", 100.0 * m.request_rate / ceiling)
+        } else {
+            String::new()
+        },
         m.busiest,
         m.peak_rss_kb as f64 / 1024.0
     );

@@ -750,7 +750,11 @@ impl Douyin {
             log::warn!(
                 call = what, code = error.code().unwrap_or(0), logid = error.logid().unwrap_or(""),
                 retry = u64::from(tries);
-                "{what}: {error}; retry {tries}/{} in {:.1} s",
+                "{}; retry {tries}/{} in {:.1} s",
+                match &error {
+                    CallError::Api(_) => error.to_string(), // already names the call
+                    _ => format!("{what}: {error}"),
+                },
                 self.retry.max_tries - 1,
                 delay.as_secs_f64()
             );

@@ -121,13 +121,16 @@ fn sync_accounts(
         summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
         updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
         seconds = seconds;
-        "{}: {} days, {} orders ({} new, {} changed), {} pages, {requests} requests, {retries} retries, {tokens} token(s), {seconds:.1} s, {rate:.0} orders/s{}",
+        "{}: {}, {} ({} new, {} changed), {}, {}, {}, {}, {seconds:.1} s, {rate:.0} orders/s{}",
         if worst.is_some() { "finished with errors" } else { "done" },
-        totals.days,
-        totals.orders,
+        sync::count(totals.days as u64, "day"),
+        sync::count(totals.orders, "order"),
         totals.inserted,
         totals.updated,
-        totals.pages,
+        sync::count(totals.pages, "page"),
+        sync::count(requests, "request"),
+        sync::count(retries, "retry"),
+        sync::count(tokens, "token"),
         if config.accounts().len() > 1 {
             format!(" [{}]", per_account.join("; "))
         } else {
@@ -153,7 +156,8 @@ fn describe_plan(config: &Config, plan: &Plan) -> String {
                 .first()
                 .map_or(plan.window.start, |d| d.span.start)
         ),
-        window::format_local(plan.days.last().map_or(plan.window.end, |d| d.span.end)),
+        // The last second included (the window's end is exclusive internally).
+        window::format_local(plan.days.last().map_or(plan.window.end, |d| d.span.end) - 1),
         config.time_field().key().replace('_', " "),
         plan.days.len(),
         if plan.days.len() == 1 { "" } else { "s" },

@@ -89,6 +89,15 @@ pub fn json_line(ts: &str, record: &Record<'_>) -> String {
     serde_json::Value::Object(fields.0).to_string()
 }
 
+/// Now in Asia/Shanghai, like every date the job prints ("2024-03-01T09:30:00+08:00"): a
+/// merchant reading the log at 08:00 in Chengdu should not see yesterday's date.
+fn now_local() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    crate::window::format_rfc3339(now)
+}
+
 /// Install the logger. Safe to call once; later calls do nothing.
 pub fn init(format: LogFormat) {
     if INITIALISED.swap(true, Ordering::SeqCst) {
@@ -103,17 +112,14 @@ pub fn init(format: LogFormat) {
                 writeln!(
                     buf,
                     "{} {:<5} {}",
-                    buf.timestamp_seconds(),
+                    now_local(),
                     record.level(),
                     record.args()
                 )
             });
         }
         LogFormat::Json => {
-            builder.format(|buf, record| {
-                let ts = buf.timestamp_seconds().to_string();
-                writeln!(buf, "{}", json_line(&ts, record))
-            });
+            builder.format(|buf, record| writeln!(buf, "{}", json_line(&now_local(), record)));
         }
     }
     let inner = builder.build();

@@ -905,16 +905,25 @@ impl Pipeline<'_> {
             day = day.date.as_str(), account = self.plan.key.account_id.as_str(), orders = write.orders,
             inserted = write.inserted, updated = write.updated, pages = state.pages, seconds = seconds,
             day_index = k as u64, days = n as u64, orders_so_far = self.stats.orders, eta_seconds = left;
-            "{}{account}: {} orders ({} new, {} changed), {} pages, {:.1} s; day {k} of {n}, {} orders so far{}",
+            "{}{account}: {} ({} new, {} changed), {}, {:.1} s; day {k} of {n}, {} so far{}",
             day.date,
-            write.orders,
+            count(write.orders, "order"),
             write.inserted,
             write.updated,
-            state.pages,
+            count(state.pages, "page"),
             seconds,
-            self.stats.orders,
+            count(self.stats.orders, "order"),
             if k < n { format!(", ~{} left", human_duration(left)) } else { String::new() }
         );
+    }
+}
+
+/// "1 order", "2 orders".
+pub fn count(n: u64, noun: &str) -> String {
+    match (n, noun.strip_suffix('y')) {
+        (1, _) => format!("1 {noun}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        (_, None) => format!("{n} {noun}s"),
     }
 }
 
@@ -1178,4 +1187,22 @@ pub fn request_counts(douyin: &Douyin) -> (u64, u64, u64) {
         c.retries.load(Ordering::Relaxed),
         c.token_fetches.load(Ordering::Relaxed),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(1, "order"), "1 order");
+        assert_eq!(count(0, "order"), "0 orders");
+        assert_eq!(count(3, "retry"), "3 retries");
+    }
+
+    #[test]
+    fn an_order_id_is_its_number_when_it_is_one() {
+        assert_eq!(id_key("1077940305329948933"), 1077940305329948933);
+        assert_ne!(id_key("abc"), id_key("abd"));
+    }
 }

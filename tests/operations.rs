@@ -17,7 +17,7 @@ fn check_prints_the_plan_and_writes_nothing() {
         "database: connected to",
         "migrations a run would apply: 0001_orders, 0002_sync_runs",
         "client token ok",
-        "range 2024-03-01 00:00:00 .. 2024-03-04 00:00:00 by update time (3 days)",
+        "range 2024-03-01 00:00:00 .. 2024-03-03 23:59:59 by update time (3 days)",
         "checkpoint: none yet",
         "first day 2024-03-01: Douyin reports 25 orders",
         "nothing written",

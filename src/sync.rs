@@ -920,10 +920,12 @@ impl Pipeline<'_> {
 
 /// "1 order", "2 orders".
 pub fn count(n: u64, noun: &str) -> String {
-    match (n, noun.strip_suffix('y')) {
-        (1, _) => format!("1 {noun}"),
-        (_, Some(stem)) => format!("{n} {stem}ies"),
-        (_, None) => format!("{n} {noun}s"),
+    // "retry" → "retries", but "day" → "days".
+    let consonant_y = noun.ends_with('y') && !noun.ends_with("ay") && !noun.ends_with("ey");
+    match n {
+        1 => format!("1 {noun}"),
+        _ if consonant_y => format!("{n} {}ies", &noun[..noun.len() - 1]),
+        _ => format!("{n} {noun}s"),
     }
 }
 
@@ -1198,6 +1200,7 @@ mod tests {
         assert_eq!(count(1, "order"), "1 order");
         assert_eq!(count(0, "order"), "0 orders");
         assert_eq!(count(3, "retry"), "3 retries");
+        assert_eq!(count(3, "day"), "3 days");
     }
 
     #[test]

@@ -106,6 +106,15 @@ fn the_python_tools_table_is_adopted_in_place_and_its_queries_still_run() {
         }
         assert_stored_exactly(o, &table[id]);
     }
+    // Legacy rows got their account from raw_data (the generator writes a top-level account_id).
+    for o in &old {
+        let id = o.json["order_id"].as_str().unwrap();
+        assert_eq!(
+            table[id].account_id.as_deref(),
+            Some(ACCOUNT),
+            "account_id of {id}"
+        );
+    }
     // The stripped row kept its own values, in the new meaning.
     let s = &table[&stripped];
     let fen = int(&old[3].json["pay_amount"]).unwrap();

@@ -174,6 +174,11 @@ struct Extra {
     logid: Option<String>,
 }
 
+/// The logid Douyin support asks for: `extra.logid`, else the `x-tt-logid` header.
+fn logid_of(extra: Option<&Extra>, header: Option<String>) -> Option<String> {
+    extra.and_then(|e| e.logid.clone()).or(header)
+}
+
 /// The error code of an answer, from `data.error_code` or `extra.error_code` (callers have seen
 /// both), with the best description available.
 fn answer_error(
@@ -461,11 +466,7 @@ impl Douyin {
             Some(body.to_string()),
         )?;
         let answer: TokenAnswer = parse(&text, &header_logid)?;
-        let logid = answer
-            .extra
-            .as_ref()
-            .and_then(|e| e.logid.clone())
-            .or(header_logid);
+        let logid = logid_of(answer.extra.as_ref(), header_logid);
         let data = answer.data.ok_or_else(|| CallError::Malformed {
             detail: "token answer without data".into(),
             logid: logid.clone(),
@@ -505,11 +506,7 @@ impl Douyin {
         }
         let (text, header_logid) = self.send(request, None)?;
         let answer: QueryAnswer = parse(&text, &header_logid)?;
-        let logid = answer
-            .extra
-            .as_ref()
-            .and_then(|e| e.logid.clone())
-            .or(header_logid);
+        let logid = logid_of(answer.extra.as_ref(), header_logid);
         if let Some(refusal) = answer_error(
             "order query",
             answer.data.as_ref().and_then(|d| d.error_code.as_ref()),
@@ -582,11 +579,7 @@ impl Douyin {
             .set("Rpc-Transit-Life-Account", account_id);
         let (text, header_logid) = self.send(request, Some(body.to_string()))?;
         let answer: DecryptAnswer = parse(&text, &header_logid)?;
-        let logid = answer
-            .extra
-            .as_ref()
-            .and_then(|e| e.logid.clone())
-            .or(header_logid);
+        let logid = logid_of(answer.extra.as_ref(), header_logid);
         if let Some(refusal) = answer_error(
             "decrypt",
             answer.data.as_ref().and_then(|d| d.error_code.as_ref()),

@@ -758,13 +758,7 @@ impl Douyin {
     /// Exponential backoff with jitter: base × 2^(tries-1), capped, times a factor in
     /// [0.75, 1.0]; rate-limit answers wait twice as long.
     fn backoff(&self, tries: u32, rate_limited: bool) -> Duration {
-        let exponent = tries.saturating_sub(1).min(30);
-        let mut delay = self.retry.base.saturating_mul(1u32 << exponent);
-        if rate_limited {
-            delay = delay.saturating_mul(2);
-        }
-        let delay = delay.min(self.retry.max_delay);
-        delay.mul_f64(0.75 + 0.25 * self.random_unit())
+        backoff_delay(self.retry, tries, rate_limited, self.random_unit())
     }
 
     /// A number in [0, 1) from a shared xorshift generator (jitter needs no more).
@@ -776,6 +770,19 @@ impl Douyin {
         self.rng.store(x, Ordering::Relaxed);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The wait after the `tries`-th failed try: base × 2^(tries-1), doubled for rate limits,
+/// capped, times 0.75 + 0.25 × `unit` (`unit` in [0, 1): the jitter).
+pub fn backoff_delay(policy: RetryPolicy, tries: u32, rate_limited: bool, unit: f64) -> Duration {
+    let exponent = tries.saturating_sub(1).min(30);
+    let mut delay = policy.base.saturating_mul(1u32 << exponent);
+    if rate_limited {
+        delay = delay.saturating_mul(2);
+    }
+    delay
+        .min(policy.max_delay)
+        .mul_f64(0.75 + 0.25 * unit.clamp(0.0, 1.0))
 }
 
 /// Why the retry loop stopped without a value.
@@ -830,6 +837,25 @@ mod tests {
         ] {
             assert_eq!(classify(code), Class::Refused, "{code}");
         }
+    }
+
+    #[test]
+    fn the_default_policy_tries_8_times_over_more_than_a_minute() {
+        let policy = RetryPolicy {
+            max_tries: 8,
+            base: Duration::from_millis(1000),
+            max_delay: Duration::from_millis(30_000),
+        };
+        // 7 waits between 8 tries, with the shortest jitter.
+        let shortest: Duration = (1..8).map(|t| backoff_delay(policy, t, false, 0.0)).sum();
+        let longest: Duration = (1..8).map(|t| backoff_delay(policy, t, false, 1.0)).sum();
+        assert!(shortest >= Duration::from_secs(60), "{shortest:?}");
+        assert!(longest <= Duration::from_secs(95), "{longest:?}");
+        assert_eq!(backoff_delay(policy, 1, true, 1.0), Duration::from_secs(2));
+        assert_eq!(
+            backoff_delay(policy, 20, false, 1.0),
+            Duration::from_secs(30)
+        );
     }
 
     #[test]

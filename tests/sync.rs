@@ -490,3 +490,58 @@ fn no_secret_appears_in_a_trace_level_log() {
         assert!(!everything.contains(&phone), "decrypted phone leaked");
     }
 }
+
+#[test]
+fn a_total_that_moves_while_paging_means_the_slice_is_fetched_again() {
+    let w = World::new("total_moves");
+    let served = w.seed_days(MARCH_1, 1, 120);
+    let mut inserted = false;
+    // While the day is being paged, a new order appears in it (as a busy shop's would).
+    w.fake.set_hook(Some(Box::new(move |info, orders| {
+        if !inserted && info.page_num == 2 {
+            inserted = true;
+            let mut o = orders[0].clone();
+            o["order_id"] = serde_json::json!("1999999999999999999");
+            o["create_order_time"] = serde_json::json!(MARCH_1 + 3600);
+            o["update_order_time"] = serde_json::json!(MARCH_1 + 3600);
+            orders.push(o);
+        }
+    })));
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-01")
+        .env("PAGE_SIZE", "20")
+        .run();
+    out.expect_success();
+    assert!(
+        out.log()
+            .contains("the total moved from 120 to 121 while paging"),
+        "{}",
+        out.report()
+    );
+    let table = w.table();
+    assert_eq!(table.len(), served.len() + 1);
+    assert!(table.contains_key("1999999999999999999"));
+}
+
+#[test]
+fn two_runs_starting_together_on_a_fresh_database_migrate_once() {
+    let w = World::new("together");
+    let served = w.seed_days(MARCH_1, 2, 50);
+    let a = w.range_cmd("2024-03-01", "2024-03-02").spawn();
+    let b = w.range_cmd("2024-03-01", "2024-03-02").spawn();
+    let a = a.wait_timeout(std::time::Duration::from_secs(60)).unwrap();
+    let b = b.wait_timeout(std::time::Duration::from_secs(60)).unwrap();
+    let codes = [a.code, b.code];
+    assert!(codes.contains(&Some(0)), "{}\n{}", a.report(), b.report());
+    assert!(
+        codes.iter().all(|c| *c == Some(0) || *c == Some(75)),
+        "{}\n{}",
+        a.report(),
+        b.report()
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM douyin_order_sync_migrations"),
+        2
+    );
+    assert_eq!(w.table().len(), served.len());
+}

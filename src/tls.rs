@@ -61,15 +61,16 @@ impl MakeTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algorithms = provider.signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match (db.tls(), root_store(db)?) {
-            (TlsMode::Disable | TlsMode::Prefer | TlsMode::Require, None) => {
-                Arc::new(AnyCertificate { algorithms })
-            }
-            (TlsMode::Disable | TlsMode::Prefer | TlsMode::Require | TlsMode::VerifyCa, roots) => {
-                Arc::new(ChainOnly {
-                    roots: Arc::new(roots.unwrap_or_else(default_roots)),
+            (TlsMode::Disable | TlsMode::Prefer | TlsMode::Require, roots) => {
+                Arc::new(WithoutHostName {
+                    roots: roots.map(Arc::new),
                     algorithms,
                 })
             }
+            (TlsMode::VerifyCa, roots) => Arc::new(WithoutHostName {
+                roots: Some(Arc::new(roots.unwrap_or_else(default_roots))),
+                algorithms,
+            }),
             (TlsMode::VerifyFull, roots) => {
                 let roots = Arc::new(roots.unwrap_or_else(default_roots));
                 WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
@@ -172,59 +173,19 @@ fn default_roots() -> RootCertStore {
     }
 }
 
-/// `require`/`prefer` without root certificates: any certificate is accepted, as libpq does, but
-/// the handshake must still be signed with its key.
+/// Every mode but `verify-full`: the host name is not compared. With root certificates
+/// (`verify-ca`, or `prefer`/`require` with `sslrootcert`) the chain must lead to one of them and
+/// be valid now (rustls' own chain check, the first half of what `WebPkiServerVerifier` does, so no
+/// error of the second half has to be told apart). Without (`prefer`/`require` alone) any
+/// certificate is accepted, as libpq does. Either way the handshake must be signed with the
+/// certificate's key.
 #[derive(Debug)]
-struct AnyCertificate {
+struct WithoutHostName {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca` (and `prefer`/`require` with `sslrootcert`): the chain must lead to one of the
-/// root certificates and be valid now; the host name is not compared. This is rustls' own chain
-/// check (`verify_server_cert_signed_by_trust_anchor`), the first half of what
-/// `WebPkiServerVerifier` does, so no error of the second half has to be told apart.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -233,14 +194,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -376,7 +339,8 @@ mod tests {
 
     #[test]
     fn without_a_root_certificate_any_certificate_passes_but_signatures_are_still_checked() {
-        let verifier = AnyCertificate {
+        let verifier = WithoutHostName {
+            roots: None,
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         };
         let junk = CertificateDer::from(vec![1, 2, 3]);
@@ -389,8 +353,8 @@ mod tests {
 
     #[test]
     fn the_chain_check_rejects_what_is_not_a_certificate() {
-        let verifier = ChainOnly {
-            roots: Arc::new(default_roots()),
+        let verifier = WithoutHostName {
+            roots: Some(Arc::new(default_roots())),
             algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
         };
         let junk = CertificateDer::from(vec![1, 2, 3]);

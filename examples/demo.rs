@@ -890,21 +890,10 @@ fn epoch_now() -> i64 {
 
 /// The Asia/Shanghai (UTC+8, no daylight saving) midnight that starts the day of `t`.
 fn local_midnight(t: i64) -> i64 {
-    t - (t + 8 * 3600).rem_euclid(DAY)
+    douyin_order_sync::window::local_midnight(t)
 }
 
 /// `YYYY-MM-DD` of `t` in Asia/Shanghai.
 fn local_date(t: i64) -> String {
-    let days = (t + 8 * 3600).div_euclid(DAY);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    douyin_order_sync::window::local_date(t)
 }

@@ -12,6 +12,8 @@
 mod fake_douyin;
 #[path = "../tests/support/pg.rs"]
 mod pg;
+#[path = "support/release_binary.rs"]
+mod release_binary;
 
 use fake_douyin::{FakeConfig, FakeDouyin, Faults};
 use std::process::{Command, Stdio};
@@ -38,28 +40,6 @@ struct Measured {
     request_rate: f64,
     busiest: usize,
     peak_rss_kb: u64,
-}
-
-fn binary() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--bin",
-            "douyin-order-sync",
-        ])
-        .status()
-        .expect("cannot run cargo");
-    assert!(status.success(), "cargo build failed");
-    let exe = std::env::current_exe().unwrap();
-    // target/release/examples/bench -> target/release/douyin-order-sync
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("douyin-order-sync")
 }
 
 fn run_case(
@@ -212,7 +192,7 @@ fn print_row(label: &str, case: &Case, m: &Measured) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let bin = binary();
+    let bin = release_binary::build_release_binary().unwrap_or_else(|e| panic!("{e}"));
     let _cluster;
     let admin_url = match std::env::var("DB_URL") {
         Ok(url) => url,

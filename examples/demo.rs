@@ -14,6 +14,8 @@
 mod fake_douyin;
 #[path = "../tests/support/pg.rs"]
 mod pg;
+#[path = "support/release_binary.rs"]
+mod release_binary;
 
 use fake_douyin::{FakeConfig, FakeDouyin, Faults, GeneratedOrder};
 use postgres::SimpleQueryMessage;
@@ -104,7 +106,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     println!(
         "cargo build --release --bin douyin-order-sync (the first time takes a minute or two)…"
     );
-    let bin = build_binary()?;
+    let bin = release_binary::build_release_binary()?;
     println!("binary: {}", bin.display());
     stop_check()?;
 
@@ -301,38 +303,6 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
 
 fn section(n: usize, title: &str) {
     println!("\n=== {n}/8  {title} ===");
-}
-
-/// Builds the release binary and returns its path (target/release/douyin-order-sync, beside the
-/// directory of this example's executable).
-fn build_binary() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--bin",
-            "douyin-order-sync",
-        ])
-        .status()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
-    if !status.success() {
-        return Err(format!("cargo build failed ({status})"));
-    }
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the demo's own path: {e}"))?;
-    // target/release/examples/demo -> target/release/douyin-order-sync
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("douyin-order-sync"))
-        .ok_or("unexpected path of the demo executable")?;
-    if bin.is_file() {
-        Ok(bin)
-    } else {
-        Err(format!("the build left no {}", bin.display()))
-    }
 }
 
 /// The demo's own database: a fresh one on the server named by DB_URL (dropped at the end), or a

@@ -215,3 +215,36 @@ fn the_python_tools_env_file_works_as_it_is() {
     assert_eq!(notes.len(), 1, "{}", out.report());
     assert!(notes[0].contains("TASK_ID") && notes[0].contains("scheduler"));
 }
+
+#[test]
+fn a_dotenv_beside_the_binary_is_read_when_the_working_directory_has_none() {
+    let w = World::new("env_beside_binary");
+    let served = w.seed_days(MARCH_1, 1, 15);
+    // The binary and its .env in one directory, run from another (as cron does from $HOME).
+    let install = support::temp_dir("install");
+    let binary = install.join("douyin-order-sync");
+    std::fs::copy(support::BIN, &binary).unwrap();
+    std::fs::write(
+        install.join(".env"),
+        format!(
+            "DB_URL={}\nAPPID={}\nAppSecret={}\nACCOUNT_ID={ACCOUNT}\nAPI_BASE_URL={}\nSTART_DATE=2024-03-01\nEND_DATE=2024-03-01\n",
+            w.db.url(),
+            w.config.app_id,
+            w.config.app_secret,
+            w.fake.base_url()
+        ),
+    )
+    .unwrap();
+    let elsewhere = support::temp_dir("cwd");
+    let out = std::process::Command::new(&binary)
+        .current_dir(&elsewhere)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert_eq!(w.table().len(), served.len(), "{log}");
+    let _ = std::fs::remove_dir_all(&install);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}

@@ -1,12 +1,15 @@
-//! One run: the plan (accounts × day slices) and the pipeline that fills each day, the only
-//! module that knows both Douyin and PostgreSQL.
+//! One account's sync: the plan (the window cut into days) and the pipeline that fills each day,
+//! the only module that knows both Douyin and PostgreSQL.
 //!
 //! Fetcher threads take page requests from a priority queue (earliest day first), pace, fetch,
-//! decrypt and parse them, and hand whole pages to the coordinator over a bounded channel. The
-//! coordinator (this thread, owner of the database connection) streams each page into its day's
-//! staging table, decides what to ask next, and commits days strictly in order, each in one
-//! transaction with its checkpoint. Fetchers run ahead by a bounded number of days; memory holds
-//! at most the pages in flight.
+//! decrypt and parse them, and hand whole pages to the coordinator (this thread) over a bounded
+//! channel. The coordinator decides what to ask next, buffers rows and hands them in batches to
+//! the *stager* (a thread with its own connection that COPYs them into the day's staging table),
+//! and seals each complete day, in order. The stager passes sealed days to the *committer* (a
+//! thread on the run's own connection, which holds the account's lock), which commits each in one
+//! transaction with its checkpoint and reports back. The coordinator never waits on PostgreSQL;
+//! fetchers run ahead by a bounded number of days; memory holds the pages in flight and a bounded
+//! number of buffered rows.
 //!
 //! Completeness: a day is first asked whole. When `data.page.total` says a slice holds more than
 //! the API will page to (`page_num × page_size ≤ 10000`), the slice is cut in two by time and each

@@ -177,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn help_prints_exactly_the_exit_code_table() {
+        let help = parse(&argv(&["douyin-order-sync", "--help"]))
+            .unwrap()
+            .unwrap_err();
+        for (code, meaning) in crate::error::EXIT_CODE_TABLE {
+            assert!(
+                help.contains(&format!("  {code} {meaning}\n")),
+                "--help lacks '{code} {meaning}':\n{help}"
+            );
+        }
+    }
+
+    #[test]
     fn an_unknown_flag_is_a_usage_error() {
         assert!(parse(&argv(&["x", "--nope"])).is_err());
     }

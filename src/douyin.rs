@@ -422,10 +422,6 @@ impl Douyin {
         &self.counters
     }
 
-    pub fn pacer(&self) -> &Pacer {
-        &self.pacer
-    }
-
     /// Fetch the run's token now (so that bad credentials fail before any day starts).
     pub fn authenticate(&self) -> Result<(), Error> {
         self.token_generation(None).map(|_| ())

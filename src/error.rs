@@ -26,19 +26,20 @@ pub mod code {
     pub const SIGTERM: i32 = 143;
 }
 
-/// The table printed by `--help` and copied into the README.
+/// The exit codes and their meanings. argh needs `--help`'s copy as literals (`cli.rs`); a test
+/// there checks that `--help` prints exactly these lines.
 pub const EXIT_CODE_TABLE: &[(i32, &str)] = &[
     (code::OK, "done: every day of the window is committed"),
     (code::USAGE, "bad command line"),
     (code::SOFTWARE, "a bug on our side (e.g. Douyin answered 'invalid parameter')"),
     (
         code::TEMPFAIL,
-        "temporary: Douyin or PostgreSQL unavailable, retries exhausted, or another run holds the lock; committed days stay, rerun resumes",
+        "temporary: Douyin or PostgreSQL unavailable, retries exhausted, or another run holds the lock",
     ),
     (code::NOPERM, "Douyin refused the credentials or a permission"),
     (code::CONFIG, "bad configuration: a missing or invalid variable"),
-    (code::SIGINT, "stopped by SIGINT; the day in flight was rolled back"),
-    (code::SIGTERM, "stopped by SIGTERM; the day in flight was rolled back"),
+    (code::SIGINT, "stopped by SIGINT (the day in flight rolled back)"),
+    (code::SIGTERM, "stopped by SIGTERM (the day in flight rolled back)"),
 ];
 
 /// Which signal stopped the run.

@@ -33,8 +33,8 @@ impl Stop {
         Ok(stop)
     }
 
-    /// Ask the run to stop as if the signal had arrived (tests, and a failing account's siblings
-    /// never use it: accounts fail independently).
+    /// Ask the run to stop as if the signal had arrived (for tests: a failing account does not
+    /// stop the others, so the run itself never raises it).
     pub fn raise(&self, signal: Signal) {
         let n = match signal {
             Signal::Int => SIGINT,

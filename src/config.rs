@@ -123,6 +123,21 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
 }
 
+/// Monitoring: the Python tool's `task_monitor` row and the Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    /// `TASK_ID`: the `task_monitor` row and the Pushgateway's `task_id` grouping label.
+    pub task_id: String,
+    /// `TASK_MONITOR`: keep the `task_monitor` row (and obey its `target_command`).
+    pub task_monitor: bool,
+    /// `HEARTBEAT_SECS`: how often a run writes its heartbeat and reads the command.
+    pub heartbeat: Duration,
+    /// `PUSHGATEWAY_URL`, without a trailing `/`.
+    pub pushgateway_url: Option<String>,
+    /// `METRICS_FILE`: a textfile-collector file.
+    pub metrics_file: Option<PathBuf>,
+}
+
 /// The validated configuration of one run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -144,6 +159,7 @@ pub struct Config {
     log_format: LogFormat,
     legacy_variables: Vec<&'static str>,
     env_file: Option<PathBuf>,
+    monitoring: Monitoring,
 }
 
 impl Config {
@@ -198,6 +214,9 @@ impl Config {
     /// The old daemon's variables that were set (they are ignored now).
     pub fn legacy_variables(&self) -> &[&'static str] {
         &self.legacy_variables
+    }
+    pub fn monitoring(&self) -> &Monitoring {
+        &self.monitoring
     }
     /// The `.env` file that was read, if any.
     pub fn env_file(&self) -> Option<&Path> {
@@ -292,7 +311,8 @@ impl Config {
             Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(v) => return Err(invalid("LOG_FORMAT", &v, "must be text or json")),
         };
-        let legacy_variables = ["SYNC_INTERVAL", "TASK_ID"]
+        let monitoring = parse_monitoring(s)?;
+        let legacy_variables = ["SYNC_INTERVAL"]
             .into_iter()
             .filter(|name| s.get(name).is_some())
             .collect();
@@ -315,6 +335,7 @@ impl Config {
             log_format,
             legacy_variables,
             env_file: s.env_file.clone(),
+            monitoring,
         })
     }
 }
@@ -430,6 +451,57 @@ fn parse_window(s: &Sources) -> Result<WindowSpec, Error> {
         )));
     }
     Ok(WindowSpec::Range(span))
+}
+
+fn parse_monitoring(s: &Sources) -> Result<Monitoring, Error> {
+    let task_id = s
+        .get("TASK_ID")
+        .unwrap_or_else(|| "douyin_order_sync".into());
+    // task_monitor.task_id is VARCHAR(64) in the Python tool's table.
+    if task_id.chars().count() > 64 || task_id.chars().any(char::is_control) {
+        return Err(invalid(
+            "TASK_ID",
+            &task_id,
+            "must be at most 64 characters, without control characters",
+        ));
+    }
+    let pushgateway_url = match s.get("PUSHGATEWAY_URL") {
+        None => None,
+        Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
+            Some(v.trim_end_matches('/').to_string())
+        }
+        Some(v) => {
+            return Err(Error::config(format!(
+                "PUSHGATEWAY_URL ({}) must start with http:// or https://",
+                mask_url(&v)
+            )))
+        }
+    };
+    let metrics_file = match s.get("METRICS_FILE") {
+        None => None,
+        Some(v) => {
+            let path = PathBuf::from(&v);
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if path.file_name().is_none() || !dir.is_dir() {
+                return Err(invalid(
+                    "METRICS_FILE",
+                    &v,
+                    "must be a file in an existing directory",
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(Monitoring {
+        task_id,
+        task_monitor: s.boolean("TASK_MONITOR", true)?,
+        heartbeat: Duration::from_secs(s.number("HEARTBEAT_SECS", 30, 1, 3600)? as u64),
+        pushgateway_url,
+        metrics_file,
+    })
 }
 
 fn epoch_seconds(name: &str, value: &str) -> Result<i64, Error> {

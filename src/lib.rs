@@ -4,7 +4,8 @@
 //! and each owns one job: `cli` (flags as typed), `config` (validated settings), `window` (dates
 //! in UTC+8 and day slices), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
 //! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
-//! account), `job` (a run over all accounts), `stop` (signals), `logging`, `error`.
+//! account), `job` (a run over all accounts), `monitor` (the `task_monitor` row), `metrics`
+//! (Prometheus), `stop` (signals and the remote stop), `logging`, `error`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -14,6 +15,8 @@ pub mod douyin;
 pub mod error;
 pub mod job;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod order;
 pub mod pacer;
 pub mod stop;

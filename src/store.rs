@@ -19,6 +19,7 @@ use std::io::Write;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "orders", include_str!("../sql/0001_orders.sql")),
     (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
+    (4, "task_monitor", include_str!("../sql/0004_task_monitor.sql")),
 ];
 
 /// Serialises migrations between runs that start at the same moment.
@@ -127,6 +128,11 @@ impl Store {
             .batch_execute("SET client_min_messages = warning")
             .map_err(|e| db_error(&masked_url, "session settings", &e))?;
         Ok(Store { client, masked_url })
+    }
+
+    /// The connection itself, for the modules that own tables of their own (`monitor`).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
     /// Whether this connection is encrypted (TLS), as the server sees it.

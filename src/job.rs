@@ -52,10 +52,16 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
 
 /// Connect, migrate, keep the `task_monitor` row around the run, record it in `sync_runs`.
 fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result<(), Error> {
-    if !config.legacy_variables().is_empty() {
+    let legacy = config.legacy_variables();
+    if !legacy.is_empty() {
+        let (belong, are) = if legacy.len() == 1 {
+            ("belongs", "is")
+        } else {
+            ("belong", "are")
+        };
         log::info!(
-            "{} belong to the old daemon and are ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
-            config.legacy_variables().join(" and ")
+            "{} {belong} to the old daemon and {are} ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
+            legacy.join(" and ")
         );
     }
     let mut store = Store::connect(config.database())?;

@@ -76,7 +76,8 @@ struct Shared {
 
 /// The SQL value of `last_sync_time`: the smallest checkpoint of the run's accounts, as naive UTC,
 /// once every account has one (NULL before). Parameters: $2 accounts, $3 count, $4.. key fields.
-const SYNCED_UNTIL: &str = "(SELECT CASE WHEN count(*) = $3 THEN min(synced_until) AT TIME ZONE 'UTC' END
+const SYNCED_UNTIL: &str =
+    "(SELECT CASE WHEN count(*) = $3 THEN min(synced_until) AT TIME ZONE 'UTC' END
        FROM sync_checkpoints
       WHERE account_id = ANY($2) AND time_field = $4 AND status_filter = $5 AND mode_key = $6)";
 
@@ -269,7 +270,9 @@ impl Shared {
                 if now >= until {
                     break;
                 }
-                let committed = self.stop.wait_progress(seen, (until - now).min(crate::stop::TICK));
+                let committed = self
+                    .stop
+                    .wait_progress(seen, (until - now).min(crate::stop::TICK));
                 if committed > seen {
                     seen = committed;
                     break;
@@ -292,7 +295,9 @@ impl Shared {
                 Err(e) => {
                     connection = None;
                     if !failing {
-                        log::warn!("task_monitor: could not write the heartbeat ({e}); the sync goes on");
+                        log::warn!(
+                            "task_monitor: could not write the heartbeat ({e}); the sync goes on"
+                        );
                         failing = true;
                     }
                 }

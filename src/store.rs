@@ -19,7 +19,11 @@ use std::io::Write;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "orders", include_str!("../sql/0001_orders.sql")),
     (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
-    (4, "task_monitor", include_str!("../sql/0004_task_monitor.sql")),
+    (
+        4,
+        "task_monitor",
+        include_str!("../sql/0004_task_monitor.sql"),
+    ),
 ];
 
 /// Serialises migrations between runs that start at the same moment.

@@ -213,7 +213,13 @@ fn the_python_tools_env_file_works_as_it_is() {
         .filter(|l| l.contains("SYNC_INTERVAL"))
         .collect();
     assert_eq!(notes.len(), 1, "{}", out.report());
-    assert!(notes[0].contains("TASK_ID") && notes[0].contains("scheduler"));
+    // TASK_ID is no longer ignored: it names the task_monitor row.
+    assert!(notes[0].contains("scheduler") && !notes[0].contains("TASK_ID"));
+    assert!(
+        notes[0].contains("SYNC_INTERVAL belongs"),
+        "{}",
+        out.report()
+    );
 }
 
 #[test]

@@ -85,23 +85,27 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
         }
         monitor.start_heartbeat();
     }
-    let run_id = store.begin_run(
-        &config.accounts().join(","),
-        mode(config),
-        config.time_field().key(),
-    )?;
-    let mut record = RunRecord::default();
-    let result = sync_accounts(config, stop, &mut store, &mut record, report);
-    record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
-    record.error = result.as_ref().err().map(Error::to_string);
-    if store.is_closed() {
-        if let Ok(fresh) = Store::connect(config.database()) {
-            store = fresh;
-        }
-    }
-    if let Err(e) = store.finish_run(run_id, &record) {
-        log::warn!("could not complete run {run_id} in sync_runs: {e}");
-    }
+    let result = store
+        .begin_run(
+            &config.accounts().join(","),
+            mode(config),
+            config.time_field().key(),
+        )
+        .and_then(|run_id| {
+            let mut record = RunRecord::default();
+            let result = sync_accounts(config, stop, &mut store, &mut record, report);
+            record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+            record.error = result.as_ref().err().map(Error::to_string);
+            if store.is_closed() {
+                if let Ok(fresh) = Store::connect(config.database()) {
+                    store = fresh;
+                }
+            }
+            if let Err(e) = store.finish_run(run_id, &record) {
+                log::warn!("could not complete run {run_id} in sync_runs: {e}");
+            }
+            result
+        });
     read_checkpoints(config, &mut store, report);
     let held = result.is_ok() && stop.held();
     if held {

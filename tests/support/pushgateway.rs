@@ -1,5 +1,9 @@
 //! A real Prometheus Pushgateway (Debian's `prometheus-pushgateway`) on a free loopback port,
 //! in memory only, stopped when dropped. A test that needs it fails when it is not installed.
+//! The demo (examples/demo.rs) starts one too.
+
+// Shared with the demo, which uses only part of it.
+#![allow(dead_code)]
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -15,9 +19,12 @@ pub struct Pushgateway {
     log: std::path::PathBuf,
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    listener.local_addr().unwrap().port()
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 impl Pushgateway {
@@ -29,37 +36,46 @@ impl Pushgateway {
             "{BINARY} is missing: this test needs a real Prometheus Pushgateway; install it with \
              `apt-get install prometheus-pushgateway` (as root; .ci/run does)"
         );
-        let dir = super::temp_dir("pushgateway");
+        Pushgateway::try_start().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Start one on a free loopback port (tried five times: another process may take the port).
+    pub fn try_start() -> Result<Pushgateway, String> {
+        let dir = std::env::temp_dir();
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port();
-            let log = dir.join(format!("pushgateway-{port}.log"));
-            let file = std::fs::File::create(&log).unwrap();
+            let port = free_port()?;
+            let log = dir.join(format!(
+                "douyin-order-sync-pushgateway-{}-{port}.log",
+                std::process::id()
+            ));
+            let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
             let mut child = Command::new(BINARY)
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 // In memory only: the package's default file is shared by every instance.
                 .arg("--persistence.file=")
                 .arg("--log.level=warn")
                 .stdin(Stdio::null())
-                .stdout(file.try_clone().unwrap())
+                .stdout(file.try_clone().map_err(|e| e.to_string())?)
                 .stderr(file)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {BINARY}: {e}"));
+                .map_err(|e| format!("cannot start {BINARY}: {e}"))?;
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // exited: the port was taken, try another
                 }
                 if get(port, "/-/ready").is_ok_and(|(code, _)| code == 200) {
-                    return Pushgateway { child, port, log };
+                    return Ok(Pushgateway { child, port, log });
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
             let _ = child.wait();
             last = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
         }
-        panic!("the Pushgateway did not start: {last}");
+        Err(format!("the Pushgateway did not start: {last}"))
     }
 
     pub fn url(&self) -> String {
@@ -69,9 +85,14 @@ impl Pushgateway {
     /// Its /metrics page.
     #[track_caller]
     pub fn metrics(&self) -> String {
-        let (code, body) = get(self.port, "/metrics").expect("GET /metrics");
-        assert_eq!(code, 200, "{body}");
-        body
+        self.try_metrics().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn try_metrics(&self) -> Result<String, String> {
+        match get(self.port, "/metrics") {
+            Ok((200, body)) => Ok(body),
+            other => Err(format!("GET /metrics: {other:?}")),
+        }
     }
 
     /// POST a text exposition under `path` (e.g. `/metrics/job/x`); the status and body.
@@ -96,6 +117,7 @@ impl Drop for Pushgateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 

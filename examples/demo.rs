@@ -322,7 +322,10 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     show_query(&mut client, "SELECT * FROM sync_checkpoints")?;
     stop_check()?;
 
-    section(8, "Monitoring: the task_monitor row, a remote STOP, Prometheus");
+    section(
+        8,
+        "Monitoring: the task_monitor row, a remote STOP, Prometheus",
+    );
     println!(
         "each run keeps the Python tool's task_monitor row (naive timestamps, in UTC) for \
          dashboards and back offices:"
@@ -340,10 +343,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
         .map_err(|e| pg_error(&e))?;
     fake.clear_requests();
     sync(&bin, &incremental_env, workdir.path())?;
-    println!(
-        "-> exit 0, {} requests to Douyin",
-        fake.requests().len()
-    );
+    println!("-> exit 0, {} requests to Douyin", fake.requests().len());
     show_query(&mut client, monitor_sql)?;
     client
         .batch_execute("UPDATE task_monitor SET target_command = 'START'")

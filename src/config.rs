@@ -739,6 +739,49 @@ mod tests {
     }
 
     #[test]
+    fn monitoring_defaults_to_the_python_tools_task_id_with_the_row_on() {
+        let c = Config::from_sources(&sources(&[])).unwrap();
+        let m = c.monitoring();
+        assert_eq!(m.task_id, "douyin_order_sync");
+        assert!(m.task_monitor);
+        assert_eq!(m.heartbeat, Duration::from_secs(30));
+        assert_eq!(m.pushgateway_url, None);
+        assert_eq!(m.metrics_file, None);
+        assert!(c.legacy_variables().is_empty());
+        let c = Config::from_sources(&sources(&[
+            ("TASK_ID", "shop-7"),
+            ("TASK_MONITOR", "false"),
+            ("HEARTBEAT_SECS", "5"),
+            ("PUSHGATEWAY_URL", "http://pg:9091/"),
+            ("SYNC_INTERVAL", "3600"),
+        ]))
+        .unwrap();
+        let m = c.monitoring();
+        assert_eq!(m.task_id, "shop-7");
+        assert!(!m.task_monitor);
+        assert_eq!(m.heartbeat, Duration::from_secs(5));
+        assert_eq!(m.pushgateway_url.as_deref(), Some("http://pg:9091"));
+        assert_eq!(c.legacy_variables(), ["SYNC_INTERVAL"]);
+    }
+
+    #[test]
+    fn bad_monitoring_settings_are_configuration_errors() {
+        assert!(err(&[("TASK_ID", &"x".repeat(65))]).contains("TASK_ID"));
+        assert!(err(&[("HEARTBEAT_SECS", "0")]).contains("HEARTBEAT_SECS"));
+        assert!(err(&[("TASK_MONITOR", "maybe")]).contains("TASK_MONITOR"));
+        let e = err(&[("PUSHGATEWAY_URL", "pg.example:9091")]);
+        assert!(
+            e.contains("PUSHGATEWAY_URL") && e.contains("http://"),
+            "{e}"
+        );
+        // A password in the URL is masked.
+        let e = err(&[("PUSHGATEWAY_URL", "ftp://u:hunter2@pg/")]);
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err(&[("METRICS_FILE", "/nonexistent-dir/x.prom")]);
+        assert!(e.contains("METRICS_FILE"), "{e}");
+    }
+
+    #[test]
     fn defaults_match_the_python_tool_except_the_time_field() {
         let c = Config::from_sources(&sources(&[])).unwrap();
         assert_eq!(c.page_size(), 50);

@@ -49,7 +49,8 @@ impl Pushgateway {
                 "douyin-order-sync-pushgateway-{}-{port}.log",
                 std::process::id()
             ));
-            let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+            let file =
+                std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
             let mut child = Command::new(BINARY)
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 // In memory only: the package's default file is shared by every instance.

@@ -522,6 +522,29 @@ fn metrics_reach_the_pushgateway_and_a_failed_run_keeps_the_last_success() {
 }
 
 #[test]
+fn a_task_id_that_is_not_a_plain_word_reaches_the_pushgateway_as_its_label() {
+    let gateway = Pushgateway::start();
+    let w = World::new("metrics_odd_task_id");
+    w.seed_days(MARCH_1, 1, 5);
+    let task = "shop 7/\"north\"";
+    w.range_cmd("2024-03-01", "2024-03-01")
+        .env("PUSHGATEWAY_URL", &gateway.url())
+        .env("TASK_ID", task)
+        .run()
+        .expect_success();
+    let m = gateway.metrics();
+    assert_eq!(
+        sample(
+            &m,
+            "douyin_order_sync_last_exit_code",
+            &[("task_id", "shop 7/\\\"north\\\"")]
+        ),
+        Some(0.0),
+        "{m}"
+    );
+}
+
+#[test]
 fn an_unreachable_or_refusing_pushgateway_leaves_exit_0() {
     let w = World::new("metrics_unreachable");
     let served = w.seed_days(MARCH_1, 1, 10);

@@ -488,6 +488,7 @@ fn metrics_reach_the_pushgateway_and_a_failed_run_keeps_the_last_success() {
         busy_rate: 1.0,
         ..Faults::default()
     });
+    w.fake.clear_requests();
     let child = cmd()
         .env("RETRY_BASE_MS", "60000")
         .env("RETRY_MAX_DELAY_MS", "60000")
@@ -502,7 +503,7 @@ fn metrics_reach_the_pushgateway_and_a_failed_run_keeps_the_last_success() {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
-    w.fake.clear_requests();
+    std::thread::sleep(Duration::from_millis(300));
     child.signal(support::SIGTERM);
     child
         .wait_timeout(Duration::from_secs(15))

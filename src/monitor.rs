@@ -30,9 +30,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Statements of the monitor give up after this long (a back office holding the row locked must
-/// not hold the run).
+/// Statements of the monitor give up after this long, and waits for a lock sooner (a back office
+/// holding the row locked must not hold the run).
 const STATEMENT_TIMEOUT: &str = "5s";
+const LOCK_TIMEOUT: &str = "2s";
 
 /// How a run ended, as the row records it.
 pub enum Outcome<'a> {
@@ -336,7 +337,7 @@ fn with_timeout<T>(
 ) -> Result<T, postgres::Error> {
     let mut tx = store.client().transaction()?;
     tx.batch_execute(&format!(
-        "SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'; SET LOCAL lock_timeout = '{STATEMENT_TIMEOUT}'"
+        "SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'; SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"
     ))?;
     let value = f(&mut tx)?;
     tx.commit()?;

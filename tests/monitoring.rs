@@ -365,6 +365,49 @@ fn the_heartbeat_is_written_while_a_long_day_works() {
 }
 
 #[test]
+fn a_task_monitor_row_that_cannot_be_written_costs_no_order() {
+    let w = World::new("monitor_locked_row");
+    let served = w.seed_days(MARCH_1, 3, 40);
+    w.db.client().batch_execute(PYTHON_DDL).unwrap();
+    w.db.client()
+        .execute(
+            "INSERT INTO task_monitor (task_id, status) VALUES ($1, 'RUNNING')",
+            &[&TASK],
+        )
+        .unwrap();
+    // A back office holds the row locked for the whole run.
+    let mut holder = w.db.client();
+    let mut tx = holder.transaction().unwrap();
+    tx.execute(
+        "SELECT * FROM task_monitor WHERE task_id = $1 FOR UPDATE",
+        &[&TASK],
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-03")
+        .env("PAGE_SIZE", "10")
+        .env("MAX_QPS", "10")
+        .env("HEARTBEAT_SECS", "1")
+        .run();
+    out.expect_success();
+    assert!(
+        out.log().contains("task_monitor: could not write the row")
+            && out.log().contains("could not write the heartbeat"),
+        "{}",
+        out.report()
+    );
+    // The start waits at most its lock timeout (2 s), the end as long again.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    tx.rollback().unwrap();
+    assert_exact(&w, &served);
+}
+
+#[test]
 fn the_python_tools_own_table_is_used_in_place() {
     let w = World::new("monitor_python_table");
     let served = w.seed_days(MARCH_1, 2, 20);

@@ -367,10 +367,28 @@ impl Sources {
 
 /// Every variable the job reads (for the warnings about values that look quoted).
 const VARIABLES: &[&str] = &[
-    "DB_URL", "APPID", "AppSecret", "ACCOUNT_ID", "API_BASE_URL", "PAGE_SIZE", "ORDER_STATUS",
-    "GET_SECRET_NUMBER", "MAX_QPS", "CONCURRENCY", "USE_CREATE_TIME", "START_DATE", "END_DATE",
-    "START_TIME", "END_TIME", "SYNC_DAYS", "RETRY_MAX_TRIES", "RETRY_BASE_MS", "RETRY_MAX_DELAY_MS",
-    "HTTP_TIMEOUT_SECS", "OVERLAP_SECS", "LOG_FORMAT",
+    "DB_URL",
+    "APPID",
+    "AppSecret",
+    "ACCOUNT_ID",
+    "API_BASE_URL",
+    "PAGE_SIZE",
+    "ORDER_STATUS",
+    "GET_SECRET_NUMBER",
+    "MAX_QPS",
+    "CONCURRENCY",
+    "USE_CREATE_TIME",
+    "START_DATE",
+    "END_DATE",
+    "START_TIME",
+    "END_TIME",
+    "SYNC_DAYS",
+    "RETRY_MAX_TRIES",
+    "RETRY_BASE_MS",
+    "RETRY_MAX_DELAY_MS",
+    "HTTP_TIMEOUT_SECS",
+    "OVERLAP_SECS",
+    "LOG_FORMAT",
 ];
 
 /// Values that still carry the quotes or the comment of a `.env` line: what
@@ -387,7 +405,9 @@ fn warnings(s: &Sources) -> Vec<String> {
     for name in VARIABLES {
         let Some(value) = s.get(name) else { continue };
         let quoted = value.len() >= 2
-            && [b'"', b'\''].iter().any(|q| value.as_bytes()[0] == *q && value.as_bytes()[value.len() - 1] == *q);
+            && [b'"', b'\'']
+                .iter()
+                .any(|q| value.as_bytes()[0] == *q && value.as_bytes()[value.len() - 1] == *q);
         let comment = value.contains(" #") || value.contains("\t#");
         if quoted || comment {
             out.push(format!(
@@ -718,8 +738,16 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
-        assert!(c.warnings()[0].starts_with("APPID has a ' #' comment"), "{:?}", c.warnings());
-        assert!(c.warnings()[1].starts_with("AppSecret has quotes"), "{:?}", c.warnings());
+        assert!(
+            c.warnings()[0].starts_with("APPID has a ' #' comment"),
+            "{:?}",
+            c.warnings()
+        );
+        assert!(
+            c.warnings()[1].starts_with("AppSecret has quotes"),
+            "{:?}",
+            c.warnings()
+        );
         assert!(!c.warnings().concat().contains("0123456789abcdef"));
     }
 

@@ -150,7 +150,10 @@ pub fn make_url(raw: &str) -> Result<UrlParts, String> {
     let mut p = name_len + 3;
 
     // `(?:(?P<username>[^:/]*)(?::(?P<password>[^@]*))?@)?`
-    let run = s[p..].iter().take_while(|c| **c != ':' && **c != '/').count();
+    let run = s[p..]
+        .iter()
+        .take_while(|c| **c != ':' && **c != '/')
+        .count();
     let mut username = None;
     let mut password = None;
     if s.get(p + run) == Some(&':') && s[p + run..].contains(&'@') {
@@ -263,8 +266,8 @@ fn after_userinfo(s: &[char], mut p: usize) -> Rest {
     }
     let query_start = p;
     // `.` stops at a line feed.
-    let query_text = (s.get(p) == Some(&'?'))
-        .then(|| s[p + 1..].iter().take_while(|c| **c != '\n').collect());
+    let query_text =
+        (s.get(p) == Some(&'?')).then(|| s[p + 1..].iter().take_while(|c| **c != '\n').collect());
     Rest {
         host,
         port_text,
@@ -476,13 +479,22 @@ mod tests {
         assert_eq!(p.host.as_deref(), Some("127.0.0.1"));
         assert_eq!(p.port, Some(1));
         assert_eq!(p.database.as_deref(), Some("douyin"));
-        assert_eq!(p.query, vec![("sslmode".to_string(), vec!["require".to_string()])]);
-        assert_eq!(p.masked(), "postgresql://sync:***@127.0.0.1:1/douyin?sslmode=require");
+        assert_eq!(
+            p.query,
+            vec![("sslmode".to_string(), vec!["require".to_string()])]
+        );
+        assert_eq!(
+            p.masked(),
+            "postgresql://sync:***@127.0.0.1:1/douyin?sslmode=require"
+        );
     }
 
     #[test]
     fn percent_encoding_is_decoded_and_a_raw_at_sign_ends_at_the_last_one() {
-        assert_eq!(parts("postgresql://u:p%40ss%2F@h/d%20b").password(), Some("p@ss/"));
+        assert_eq!(
+            parts("postgresql://u:p%40ss%2F@h/d%20b").password(),
+            Some("p@ss/")
+        );
         let p = parts("postgresql://u:p@ss@host/db");
         assert_eq!(p.password(), Some("p@ss"));
         assert_eq!(p.host.as_deref(), Some("host"));
@@ -490,8 +502,10 @@ mod tests {
 
     #[test]
     fn verify_full_with_a_question_mark_in_the_password_keeps_tls() {
-        let db = database("postgresql+psycopg2://u:p?w@db:6543/o?sslmode=verify-full&sslrootcert=%2Fca.pem")
-            .unwrap();
+        let db = database(
+            "postgresql+psycopg2://u:p?w@db:6543/o?sslmode=verify-full&sslrootcert=%2Fca.pem",
+        )
+        .unwrap();
         assert_eq!(db.tls(), TlsMode::VerifyFull);
         assert_eq!(db.root_cert(), Some(Path::new("/ca.pem")));
         assert_eq!(db.pg_config().get_dbname(), Some("o"));
@@ -503,6 +517,9 @@ mod tests {
         let (_, problem) = database("postgres://").unwrap_err();
         assert!(problem.contains("names no host"), "{problem}");
         let (masked, problem) = database("postgresql://u:hunter22/db").unwrap_err();
-        assert!(masked.is_none() && !problem.contains("hunter22"), "{problem}");
+        assert!(
+            masked.is_none() && !problem.contains("hunter22"),
+            "{problem}"
+        );
     }
 }

@@ -118,7 +118,9 @@ impl Reader {
     }
 
     fn starts_with(&self, i: usize, word: &str) -> bool {
-        word.chars().enumerate().all(|(n, c)| self.at(i + n) == Some(c))
+        word.chars()
+            .enumerate()
+            .all(|(n, c)| self.at(i + n) == Some(c))
     }
 
     /// Advance over characters matching `f`; how many.
@@ -283,7 +285,10 @@ fn decode_escapes(raw: &[char], double: bool) -> String {
 /// `resolve_variables(values, override=False)`: expands each value in file order, looking names
 /// up in the environment first, then in the values resolved so far. The last binding of a key
 /// wins.
-pub fn resolve(bindings: &[Binding], env: &HashMap<String, String>) -> HashMap<String, Option<String>> {
+pub fn resolve(
+    bindings: &[Binding],
+    env: &HashMap<String, String>,
+) -> HashMap<String, Option<String>> {
     let mut resolved: HashMap<String, Option<String>> = HashMap::new();
     for (key, value) in bindings {
         let result = value.as_ref().map(|v| {
@@ -375,7 +380,10 @@ mod tests {
 
     #[test]
     fn escapes_are_decoded_as_python_dotenv_decodes_them() {
-        let v = read("A=\"pa\\\\ss\"\nB=\"ab\\tcd\"\nC='ab\\'cd'\nD='a\\nb'\n", &[]);
+        let v = read(
+            "A=\"pa\\\\ss\"\nB=\"ab\\tcd\"\nC='ab\\'cd'\nD='a\\nb'\n",
+            &[],
+        );
         assert_eq!(v["A"], "pa\\ss");
         assert_eq!(v["B"], "ab\tcd");
         assert_eq!(v["C"], "ab'cd");

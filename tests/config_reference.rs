@@ -60,7 +60,11 @@ const DOTENV_DIFFERENCES: &[(&str, &str)] = &[];
 fn every_dotenv_corpus_file_loads_as_python_dotenv_loads_it() {
     let corpus: Value = serde_json::from_str(include_str!("data/dotenv_corpus.json")).unwrap();
     let cases = corpus["cases"].as_array().unwrap();
-    assert!(cases.len() >= 100, "the corpus has only {} cases", cases.len());
+    assert!(
+        cases.len() >= 100,
+        "the corpus has only {} cases",
+        cases.len()
+    );
     let answer = reference("dotenv_load.py", &Value::Array(cases.clone()));
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), cases.len());
@@ -74,7 +78,9 @@ fn every_dotenv_corpus_file_loads_as_python_dotenv_loads_it() {
         ours.extend(loaded.vars);
         let ours = json!({ "env": ours });
         let theirs = match expected.get("env") {
-            Some(e) => json!({ "env": serde_json::from_value::<BTreeMap<String, String>>(e.clone()).unwrap() }),
+            Some(e) => {
+                json!({ "env": serde_json::from_value::<BTreeMap<String, String>>(e.clone()).unwrap() })
+            }
             None => expected.clone(),
         };
         let listed = DOTENV_DIFFERENCES.iter().any(|(n, _)| *n == name);
@@ -205,7 +211,11 @@ fn with_at_sign_encoded(url: &str) -> Option<String> {
     let pw = PASSWORDS
         .iter()
         .find(|pw| pw.contains('@') && url.contains(&format!("sync:{pw}@")))?;
-    Some(url.replacen(&format!("sync:{pw}@"), &format!("sync:{}@", pw.replace('@', "%40")), 1))
+    Some(url.replacen(
+        &format!("sync:{pw}@"),
+        &format!("sync:{}@", pw.replace('@', "%40")),
+        1,
+    ))
 }
 
 fn ours(url: &str) -> Value {

@@ -63,7 +63,10 @@ fn every_kubernetes_manifest_validates_against_1_29_and_the_newest_schemas() {
         // Each file was looked at (the validator prints one line per resource).
         for f in &files {
             let name = f.file_name().unwrap().to_string_lossy();
-            assert!(text.contains(name.as_ref()), "{name} not validated:\n{text}");
+            assert!(
+                text.contains(name.as_ref()),
+                "{name} not validated:\n{text}"
+            );
         }
     }
 }
@@ -71,12 +74,14 @@ fn every_kubernetes_manifest_validates_against_1_29_and_the_newest_schemas() {
 #[test]
 fn the_validator_refuses_a_pod_failure_policy_condition_without_status() {
     // The defect this test guards: 1.29's schema requires `status` in onPodConditions.
-    let cronjob = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/cronjob.yaml"),
-    )
-    .unwrap();
+    let cronjob =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/cronjob.yaml"))
+            .unwrap();
     let broken = cronjob.replace("status: \"True\"", "");
-    assert_ne!(broken, cronjob, "cronjob.yaml has no onPodConditions status to remove");
+    assert_ne!(
+        broken, cronjob,
+        "cronjob.yaml has no onPodConditions status to remove"
+    );
     let file = std::env::temp_dir().join(format!(
         "douyin-order-sync-broken-cronjob-{}.yaml",
         std::process::id()

@@ -111,8 +111,9 @@ impl UrlParts {
             .flat_map(|(k, vs)| {
                 vs.iter().map(move |v| match k.as_str() {
                     // Values that cannot be secret; any other could be a misplaced password.
-                    "sslmode" | "sslrootcert" | "host" | "port" | "user" | "dbname"
-                    | "application_name" | "connect_timeout" | "client_encoding" => {
+                    "sslmode" | "sslrootcert" | "host" | "hostaddr" | "port" | "user"
+                    | "dbname" | "application_name" | "connect_timeout" | "client_encoding"
+                    | "keepalives" | "keepalives_idle" | "tcp_user_timeout" => {
                         format!("{k}={v}")
                     }
                     _ if plain(k) => format!("{k}=***"),
@@ -404,6 +405,29 @@ pub fn database(raw: &str) -> Result<Database, (Option<String>, String)> {
                     .ok_or_else(|| bad(format!("has connect_timeout={value}: not a number of seconds")))?;
                 config.connect_timeout(Duration::from_secs(secs as u64));
             }
+            "hostaddr" => {
+                let addr = value
+                    .parse::<std::net::IpAddr>()
+                    .map_err(|_| bad(format!("has hostaddr={value}: not an IP address")))?;
+                config.hostaddr(addr);
+            }
+            "keepalives" => {
+                config.keepalives(match value.as_str() {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(bad(format!("has keepalives={value}: expected 1 or 0"))),
+                });
+            }
+            "keepalives_idle" | "tcp_user_timeout" => {
+                let n = python_int(value)
+                    .and_then(|n| u64::try_from(n).ok())
+                    .ok_or_else(|| bad(format!("has {key}={value}: not a number")))?;
+                if key == "keepalives_idle" {
+                    config.keepalives_idle(Duration::from_secs(n));
+                } else {
+                    config.tcp_user_timeout(Duration::from_millis(n));
+                }
+            }
             "client_encoding" if value.eq_ignore_ascii_case("utf8") || value.eq_ignore_ascii_case("utf-8") => {}
             _ => {
                 let which = if plain(key) {
@@ -412,7 +436,7 @@ pub fn database(raw: &str) -> Result<Database, (Option<String>, String)> {
                     "a parameter".to_string()
                 };
                 return Err(bad(format!(
-                    "has {which} this job does not support (it knows sslmode, sslrootcert, host, port, user, dbname, password, application_name, options, connect_timeout, client_encoding=utf8)"
+                    "has {which} this job does not support (it knows sslmode, sslrootcert, host, hostaddr, port, user, dbname, password, application_name, options, connect_timeout, keepalives, keepalives_idle, tcp_user_timeout, client_encoding=utf8)"
                 )));
             }
         }

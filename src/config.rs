@@ -3,7 +3,9 @@
 //! This is the only place that reads variables and the only place that reports a bad setting, so
 //! every configuration error has the same shape: one line naming the variable and, unless it is a
 //! secret, its value. Precedence: flags, then the environment, then the `.env` file. An empty value
-//! counts as unset, as it did for the Python tool.
+//! counts as unset, as it did for the Python tool. The `.env` file is read by `dotenv` (as
+//! python-dotenv reads it) and DB_URL by `db_url` (as SQLAlchemy reads it); their problems become
+//! errors here.
 
 use crate::cli::Args;
 use crate::error::Error;

@@ -132,3 +132,15 @@ fn the_environment_wins_over_dotenv_also_inside_its_interpolations() {
         out.report()
     );
 }
+
+#[test]
+fn a_dotenv_file_that_is_not_utf8_exits_78_naming_it() {
+    // python-dotenv raised UnicodeDecodeError here: the Python tool crashed.
+    let dir = temp_dir("dotenv");
+    std::fs::write(dir.join(".env"), b"APPID=caf\xe9\n").unwrap();
+    let out = Cmd::new().current_dir(&dir).run();
+    out.expect_code(78);
+    let errors = errors(out.log());
+    assert_eq!(errors.len(), 1, "{}", out.report());
+    assert!(errors[0].contains("cannot read .env"), "{}", out.report());
+}

@@ -184,9 +184,16 @@ fn the_password_never_appears_in_any_output_whatever_it_contains() {
                 // Nobody listening: 75.
                 run(base(&url("127.0.0.1:1", ""), json)).expect_code(75);
 
-                // TLS required by us, refused by the server.
+                // TLS required by us, refused by the server: `sslmode` after the password is
+                // seen, whatever the password holds (`?` included).
                 let out = run(base(&url(&at, "?sslmode=require"), json));
                 assert!(matches!(out.code, Some(75 | 78)), "{}", out.report());
+                assert!(
+                    out.stderr.contains("sslmode=require")
+                        && out.stderr.contains("does not support TLS"),
+                    "{}",
+                    out.report()
+                );
 
                 // A bad sslmode, an unreadable sslrootcert, a missing variable, a bad setting.
                 run(base(&url(&at, "?sslmode=verify-everything"), json)).expect_code(78);

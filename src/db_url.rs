@@ -7,7 +7,8 @@
 //! `?sslmode=…` after such a password is still seen. `tests/config_reference.rs` checks it
 //! against SQLAlchemy itself over a corpus of URLs. One deliberate difference: SQLAlchemy ends
 //! the password at its first `@`, making `u:p@ss@host` the host `ss@host` (which can never
-//! connect and which would print part of the password); we take the last `@` instead.
+//! connect and which would print part of the password); we take the last `@` before the query's
+//! `?` instead (so an `@` in a database name must be written `%40`).
 //!
 //! [`database`] turns the parts into a [`Database`]: it requires a host and a user (no libpq
 //! defaults: a job must not quietly try a local socket as root), knows libpq's `sslmode` names,

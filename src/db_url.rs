@@ -447,6 +447,20 @@ pub fn database(raw: &str) -> Result<Database, (Option<String>, String)> {
             "names no host: expected postgresql://user:password@host:5432/dbname".into(),
         ));
     };
+    // A host that cannot be one (`${DB_HOST}` left unexpanded, a stray quote or space) would fail
+    // at every connect as "temporary" (75) forever: it is a configuration error now.
+    let host_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let ipv6_char = |c: char| {
+        c.is_ascii_hexdigit() || matches!(c, ':' | '.' | '%') || c.is_ascii_alphanumeric()
+    };
+    let plausible = host.starts_with('/')
+        || host.chars().all(host_name_char)
+        || (host.contains(':') && host.chars().all(ipv6_char));
+    if !plausible {
+        return Err(bad(format!(
+            "has the host {host:?}, which is not a host name or an IP address"
+        )));
+    }
     let Some(user) = user else {
         return Err(bad(
             "names no user: expected postgresql://user:password@host:5432/dbname".into(),
@@ -535,6 +549,26 @@ mod tests {
         assert_eq!(db.root_cert(), Some(Path::new("/ca.pem")));
         assert_eq!(db.pg_config().get_dbname(), Some("o"));
         assert_eq!(db.pg_config().get_ports(), &[6543]);
+    }
+
+    #[test]
+    fn a_host_that_cannot_be_one_is_refused() {
+        for url in [
+            "postgresql://u:p@${DB_HOST}:5432/db",
+            "postgresql://u:p@\"db\"/db",
+            "postgresql://u:p@db host/db",
+        ] {
+            let (_, problem) = database(url).unwrap_err();
+            assert!(problem.contains("not a host name"), "{url}: {problem}");
+        }
+        for url in [
+            "postgresql://u:p@db-1.example_x.com/db",
+            "postgresql://u:p@[fe80::1%25eth0]/db",
+            "postgresql://u:p@[::1]:5/db",
+            "postgresql://u:p@/db?host=/var/run/postgresql",
+        ] {
+            database(url).unwrap_or_else(|e| panic!("{url}: {e:?}"));
+        }
     }
 
     #[test]

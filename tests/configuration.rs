@@ -144,3 +144,21 @@ fn a_dotenv_file_that_is_not_utf8_exits_78_naming_it() {
     assert_eq!(errors.len(), 1, "{}", out.report());
     assert!(errors[0].contains("cannot read .env"), "{}", out.report());
 }
+
+#[test]
+fn an_unexpanded_variable_as_host_is_78_not_a_retry_forever() {
+    // The environment is not interpolated (as for the Python tool): what a Secret made with
+    // `kubectl create secret --from-env-file` holds for a composed DB_URL.
+    let out = Cmd::new()
+        .env("DB_URL", "postgresql://sync:pw@${DB_HOST}:5432/douyin")
+        .env("APPID", "tt_app")
+        .env("AppSecret", SECRET)
+        .env("ACCOUNT_ID", "7000000000000000001")
+        .run();
+    out.expect_code(78);
+    assert!(
+        out.log().contains("has the host \"${DB_HOST}\", which is not a host name"),
+        "{}",
+        out.report()
+    );
+}

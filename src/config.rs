@@ -181,12 +181,18 @@ impl Config {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        let config = Config::from_sources(&Sources {
+        let sources = Sources {
             flags,
             env,
             dotenv: loaded.vars,
             env_file,
             dropped_lines: loaded.dropped_lines,
+        };
+        let config = Config::from_sources(&sources).inspect_err(|_| {
+            // A dropped line is often why a variable is missing: say so before the error.
+            for warning in dropped_line_warnings(&sources) {
+                log::warn!("{warning}");
+            }
         })?;
         // A safety net under the masking: the logger blanks these wherever they appear.
         crate::logging::hide(config.app_secret.expose());
@@ -393,17 +399,19 @@ const VARIABLES: &[&str] = &[
     "LOG_FORMAT",
 ];
 
+/// The `.env` lines that did not parse.
+fn dropped_line_warnings(s: &Sources) -> Vec<String> {
+    let file = s.env_file.as_deref().unwrap_or(Path::new(".env")).display();
+    s.dropped_lines
+        .iter()
+        .map(|line| format!("{file} line {line} could not be parsed and is ignored (python-dotenv ignores it too): check its quotes"))
+        .collect()
+}
+
 /// Values that still carry the quotes or the comment of a `.env` line: what
 /// `kubectl create secret generic --from-env-file` and Docker's `--env-file` leave in them.
 fn warnings(s: &Sources) -> Vec<String> {
-    let mut out: Vec<String> = s
-        .dropped_lines
-        .iter()
-        .map(|line| {
-            let file = s.env_file.as_deref().unwrap_or(Path::new(".env")).display();
-            format!("{file} line {line} could not be parsed and is ignored (python-dotenv ignores it too): check its quotes")
-        })
-        .collect();
+    let mut out = dropped_line_warnings(s);
     for name in VARIABLES {
         let Some(value) = s.get(name) else { continue };
         let quoted = value.len() >= 2

@@ -157,7 +157,30 @@ fn an_unexpanded_variable_as_host_is_78_not_a_retry_forever() {
         .run();
     out.expect_code(78);
     assert!(
-        out.log().contains("has the host \"${DB_HOST}\", which is not a host name"),
+        out.log()
+            .contains("has the host \"${DB_HOST}\", which is not a host name"),
+        "{}",
+        out.report()
+    );
+}
+
+#[test]
+fn a_dropped_dotenv_line_is_named_before_the_missing_variable_it_caused() {
+    let dir = temp_dir("dotenv");
+    std::fs::write(
+        dir.join(".env"),
+        "DB_URL=postgresql://sync:pw@127.0.0.1:1/douyin\nAPPID=tt_app\nAppSecret=\"never closed\nACCOUNT_ID=7000000000000000001\n",
+    )
+    .unwrap();
+    let out = Cmd::new().current_dir(&dir).run();
+    out.expect_code(78);
+    assert!(
+        out.log().contains(".env line 3 could not be parsed"),
+        "{}",
+        out.report()
+    );
+    assert!(
+        out.log().contains("AppSecret is not set"),
         "{}",
         out.report()
     );

@@ -68,12 +68,18 @@ const DOTENV_DIFFERENCES: &[(&str, &str)] = &[
 #[test]
 fn every_dotenv_corpus_file_loads_as_python_dotenv_loads_it() {
     let corpus: Value = serde_json::from_str(include_str!("data/dotenv_corpus.json")).unwrap();
-    let cases = corpus["cases"].as_array().unwrap();
+    let mut cases = corpus["cases"].as_array().unwrap().clone();
     assert!(
         cases.len() >= 100,
         "the corpus has only {} cases",
         cases.len()
     );
+    // And the file users start from.
+    cases.push(json!({
+        "name": "the repository's .env.example",
+        "text": include_str!("../.env.example"),
+        "env": {},
+    }));
     let answer = reference("dotenv_load.py", &Value::Array(cases.clone()));
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), cases.len());

@@ -69,8 +69,12 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
         log::info!("{done}");
     }
     let mut task = TaskMonitor::new(config, stop);
+    let begin = task.as_mut().map(|monitor| monitor.begin(&mut store));
+    if begin == Some(Begin::Off) {
+        task = None;
+    }
     if let Some(monitor) = task.as_mut() {
-        if monitor.begin(&mut store) == Begin::Held {
+        if begin == Some(Begin::Held) {
             log::info!(
                 "task_monitor: target_command is STOP for TASK_ID {}: syncing nothing, asking Douyin nothing; to resume, set it to START or NULL ({})",
                 monitor.task_id(),
@@ -316,6 +320,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .map(|p| format!(" (read {})", p.display()))
             .unwrap_or_default()
     );
+    for warning in config.warnings() {
+        println!("  warning: {warning}");
+    }
     let mut store = Store::connect(config.database())?;
     let pending = store.pending_migrations()?;
     println!(

@@ -10,7 +10,7 @@
 //! over. Neither output can fail the run: an unreachable or refusing Pushgateway, or a file that
 //! cannot be written, is a warning and the exit code stays what the sync decided.
 
-use crate::config::{mask_url, Monitoring};
+use crate::config::Monitoring;
 use base64::Engine;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -211,10 +211,10 @@ pub fn publish(monitoring: &Monitoring, report: &RunReport) {
         let last_success = report.succeeded().then_some(report.finished_at);
         let body = render(report, None, last_success);
         match push(url, &monitoring.task_id, &body) {
-            Ok(()) => log::debug!("metrics pushed to {}", mask_url(url)),
+            Ok(()) => log::debug!("metrics pushed to {}", masked_url(url)),
             Err(e) => log::warn!(
                 "could not push the metrics to the Pushgateway ({}): {e}; the exit code is unchanged",
-                mask_url(url)
+                masked_url(url)
             ),
         }
     }
@@ -234,6 +234,25 @@ pub fn publish(monitoring: &Monitoring, report: &RunReport) {
                 path.display()
             ),
         }
+    }
+}
+
+/// A URL with the password of its user-info (`http://user:password@host`) replaced by `***`, for
+/// messages.
+pub fn masked_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let start = scheme_end + 3;
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => match url[start..start + at].find(':') {
+            Some(colon) => format!("{}***{}", &url[..start + colon + 1], &url[start + at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
 }
 
@@ -389,6 +408,16 @@ mod tests {
             group_path("a/b"),
             "/metrics/job/douyin_order_sync/task_id@base64/YS9i"
         );
+    }
+
+    #[test]
+    fn a_password_in_the_pushgateway_url_is_masked() {
+        assert_eq!(
+            masked_url("https://ops:s3cr:t@pg.example:9091/x"),
+            "https://ops:***@pg.example:9091/x"
+        );
+        assert_eq!(masked_url("http://pg:9091"), "http://pg:9091");
+        assert_eq!(masked_url("http://ops@pg:9091"), "http://ops@pg:9091");
     }
 
     #[test]

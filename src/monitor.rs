@@ -52,6 +52,8 @@ pub enum Begin {
     Run,
     /// `target_command` is STOP: sync nothing.
     Held,
+    /// The table is not the Python tool's (a column is missing): no row is kept this run.
+    Off,
 }
 
 /// The row of one run's `TASK_ID` and its heartbeat thread.
@@ -118,7 +120,8 @@ impl TaskMonitor {
 
     /// At the start of a run (after the migrations): create or update the row, write the first
     /// heartbeat and read the command. A row that cannot be written is a warning and the run goes
-    /// on (it cannot see a STOP then).
+    /// on (it cannot see a STOP then); a table without the Python tool's columns turns the monitor
+    /// off for the run.
     pub fn begin(&mut self, store: &mut Store) -> Begin {
         let shared = &self.shared;
         let sql = format!(
@@ -142,6 +145,13 @@ impl TaskMonitor {
         match result {
             Ok(command) if is_stop(command.as_deref()) => Begin::Held,
             Ok(_) => Begin::Run,
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_COLUMN) => {
+                log::warn!(
+                    "task_monitor is not the Python tool's table ({}): its row is not kept and its target_command not obeyed",
+                    e.as_db_error().map_or("a column is missing", |d| d.message())
+                );
+                Begin::Off
+            }
             Err(e) => {
                 log::warn!(
                     "task_monitor: could not write the row of {}: {}",
@@ -370,14 +380,22 @@ pub fn describe(store: &mut Store, config: &Config) -> Result<Vec<String>, Error
             m.task_id
         )]);
     }
-    let row = client
-        .query_opt(
-            "SELECT status, to_char(last_heartbeat, 'YYYY-MM-DD HH24:MI:SS'),
-                    to_char(last_sync_time, 'YYYY-MM-DD HH24:MI:SS'), target_command, error_message
-               FROM task_monitor WHERE task_id = $1",
-            &[&m.task_id],
-        )
-        .map_err(err)?;
+    let row = match client.query_opt(
+        "SELECT status, to_char(last_heartbeat, 'YYYY-MM-DD HH24:MI:SS'),
+                to_char(last_sync_time, 'YYYY-MM-DD HH24:MI:SS'), target_command, error_message
+           FROM task_monitor WHERE task_id = $1",
+        &[&m.task_id],
+    ) {
+        Ok(row) => row,
+        Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_COLUMN) => {
+            return Ok(vec![format!(
+                "task_monitor: not the Python tool's table ({}): a run keeps no row in it",
+                e.as_db_error()
+                    .map_or("a column is missing", |d| d.message())
+            )]);
+        }
+        Err(e) => return Err(err(e)),
+    };
     let Some(row) = row else {
         return Ok(vec![format!(
             "task_monitor {}: no row yet (a run creates it); command: none (runs normally)",

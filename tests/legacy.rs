@@ -123,7 +123,7 @@ fn the_python_tools_table_is_adopted_in_place_and_its_queries_still_run() {
         Some(format!("{}.{:02}", fen / 100, fen % 100).as_str())
     );
     assert_eq!(s.create_time, int(&old[3].json["create_order_time"]));
-    // The seed's other table is left alone.
+    // The seed's other table (not the shape of the Python tool's task_monitor) is left alone.
     assert_eq!(
         w.count("SELECT count(*) FROM task_monitor WHERE status = 'running'"),
         1

@@ -408,6 +408,42 @@ fn a_task_monitor_row_that_cannot_be_written_costs_no_order() {
 }
 
 #[test]
+fn a_task_monitor_table_of_another_shape_is_left_alone_with_one_warning() {
+    let w = World::new("monitor_other_shape");
+    let served = w.seed_days(MARCH_1, 1, 10);
+    w.db.client()
+        .batch_execute(
+            "CREATE TABLE task_monitor (task_id VARCHAR(64) PRIMARY KEY, status VARCHAR(32));
+             INSERT INTO task_monitor VALUES ('douyin_order_sync', 'mine');",
+        )
+        .unwrap();
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-01")
+        .env("HEARTBEAT_SECS", "1")
+        .run();
+    out.expect_success();
+    let warnings: Vec<&str> = out
+        .log()
+        .lines()
+        .filter(|l| l.contains("task_monitor") && !l.contains("applied migration"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", out.report());
+    assert!(warnings[0].contains("not the Python tool's table"));
+    assert_exact(&w, &served);
+    assert_eq!(
+        w.count("SELECT count(*) FROM task_monitor WHERE status = 'mine'"),
+        1
+    );
+    let check = w.range_cmd("2024-03-01", "2024-03-01").arg("check").run();
+    check.expect_success();
+    assert!(
+        check.stdout.contains("not the Python tool's table"),
+        "{}",
+        check.report()
+    );
+}
+
+#[test]
 fn the_python_tools_own_table_is_used_in_place() {
     let w = World::new("monitor_python_table");
     let served = w.seed_days(MARCH_1, 2, 20);

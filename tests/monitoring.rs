@@ -624,6 +624,115 @@ fn a_task_id_that_is_not_a_plain_word_reaches_the_pushgateway_as_its_label() {
     );
 }
 
+/// Parse an exposition with prometheus_client (the Python reference parser, from the venv
+/// `.ci/run` makes; `REFERENCE_PYTHON` names its python). Fails the test when it is missing.
+fn prometheus_client_parse(text: &str) -> serde_json::Value {
+    use std::io::Write;
+    let python = std::env::var("REFERENCE_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "REFERENCE_PYTHON is not set: it must name a python with prometheus-client \
+             (`bash .ci/run` makes .ci/venv and `bash .ci/test` sets it)"
+        )
+    });
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/reference/prometheus_parse.py"
+    );
+    let mut child = std::process::Command::new(&python)
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn prometheus_clients_parser_reads_back_every_sample_and_label_as_written() {
+    use douyin_order_sync::metrics::{render, AccountReport, RunReport};
+    let awkward = "acc \"quoted\" back\\slash\nnew line";
+    let report = RunReport {
+        finished_at: 1_700_000_123.25,
+        duration_seconds: 4.5,
+        exit_code: 75,
+        requests: 12,
+        retries: 3,
+        stopped: false,
+        accounts: vec![
+            AccountReport {
+                account: awkward.into(),
+                records: 7,
+                rejected: Some(2),
+                checkpoint: Some(1_699_999_999),
+            },
+            AccountReport {
+                account: "7000000000000000001".into(),
+                records: 0,
+                rejected: None,
+                checkpoint: None,
+            },
+        ],
+    };
+    let text = render(&report, Some("task \"7\""), Some(1_699_000_000.0));
+    let parsed = prometheus_client_parse(&text);
+    let samples = parsed["samples"].as_array().unwrap();
+    let find = |name: &str, account: Option<&str>| -> f64 {
+        samples
+            .iter()
+            .find(|s| {
+                s["name"] == name
+                    && s["labels"]["task_id"] == "task \"7\""
+                    && account.is_none_or(|a| s["labels"]["account"] == a)
+            })
+            .unwrap_or_else(|| panic!("{name} {account:?} not parsed: {parsed}"))["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(find("douyin_order_sync_last_exit_code", None), 75.0);
+    assert_eq!(
+        find("douyin_order_sync_last_run_timestamp_seconds", None),
+        1_700_000_123.25
+    );
+    assert_eq!(find("douyin_order_sync_records", Some(awkward)), 7.0);
+    assert_eq!(
+        find("douyin_order_sync_records", Some("7000000000000000001")),
+        0.0
+    );
+    assert_eq!(
+        find("douyin_order_sync_rejected_records", Some(awkward)),
+        2.0
+    );
+    assert_eq!(
+        find(
+            "douyin_order_sync_checkpoint_timestamp_seconds",
+            Some(awkward)
+        ),
+        1_699_999_999.0
+    );
+    assert_eq!(
+        find("douyin_order_sync_last_success_timestamp_seconds", None),
+        1_699_000_000.0
+    );
+    assert_eq!(samples.len(), 11, "{parsed}");
+    for family in parsed["families"].as_array().unwrap() {
+        assert_eq!(family["type"], "gauge", "{family}");
+        assert!(!family["help"].as_str().unwrap().is_empty(), "{family}");
+    }
+}
+
 #[test]
 fn an_unreachable_or_refusing_pushgateway_leaves_exit_0() {
     let w = World::new("metrics_unreachable");
@@ -731,7 +840,12 @@ fn the_metrics_file_is_replaced_atomically_and_parses_as_prometheus_text() {
         .collect();
     assert_eq!(names, ["douyin_order_sync.prom"], "temporary files left");
 
-    // The reference parser: the Pushgateway refuses a malformed exposition.
+    // The reference parsers: prometheus_client, and the Pushgateway (it refuses a malformed
+    // exposition).
+    for text in [&first, &second] {
+        let parsed = prometheus_client_parse(text);
+        assert!(parsed["samples"].as_array().unwrap().len() >= 9, "{parsed}");
+    }
     for text in [&first, &second] {
         let (code, body) = gateway.push("/metrics/job/textfile_check", text);
         assert_eq!(

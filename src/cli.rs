@@ -38,7 +38,7 @@ the one beside the binary, or --env-file), first found wins; .env is read as pyt
   PUSHGATEWAY_URL     push the run's metrics to this Prometheus Pushgateway at its end
   METRICS_FILE        write them to this file too (node_exporter textfile collector)
   SYNC_INTERVAL       the old daemon's: accepted, ignored (schedule with cron or a CronJob)"#,
-    error_code(0, "done: every day of the window is committed"),
+    error_code(0, "done: every day of the window is committed, or a task_monitor STOP held the run"),
     error_code(64, "bad command line"),
     error_code(70, "a bug on our side (e.g. Douyin answered 'invalid parameter')"),
     error_code(

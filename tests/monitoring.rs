@@ -734,6 +734,43 @@ fn prometheus_clients_parser_reads_back_every_sample_and_label_as_written() {
 }
 
 #[test]
+fn a_run_without_its_database_still_pushes_its_exit_code_but_a_bad_configuration_does_not() {
+    let gateway = Pushgateway::start();
+    let w = World::new("metrics_db_down");
+    // A bad setting: the run never got past its configuration, nothing is pushed.
+    w.cmd()
+        .env("PUSHGATEWAY_URL", &gateway.url())
+        .env("PAGE_SIZE", "0")
+        .run()
+        .expect_code(78);
+    let m = gateway.metrics();
+    assert!(!m.contains("douyin_order_sync_last_exit_code"), "{m}");
+    // The database refuses connections: 75, pushed, no success recorded.
+    w.cmd()
+        .env("PUSHGATEWAY_URL", &gateway.url())
+        .env("DB_URL", "postgres://postgres@127.0.0.1:9/nothing")
+        .run()
+        .expect_code(75);
+    let m = gateway.metrics();
+    let group = [("job", "douyin_order_sync"), ("task_id", TASK)];
+    assert_eq!(
+        sample(&m, "douyin_order_sync_last_exit_code", &group),
+        Some(75.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "douyin_order_sync_last_success_timestamp_seconds",
+            &group
+        ),
+        None,
+        "{m}"
+    );
+    assert_eq!(w.fake.token_calls(), 0);
+}
+
+#[test]
 fn an_unreachable_or_refusing_pushgateway_leaves_exit_0() {
     let w = World::new("metrics_unreachable");
     let served = w.seed_days(MARCH_1, 1, 10);

@@ -57,20 +57,60 @@ fn set_command(w: &World, command: Option<&str>) {
         .unwrap();
 }
 
-/// The Python tool's table, as SQLAlchemy creates it from its model (String(64) primary key,
-/// String(32), DateTime → TIMESTAMP WITHOUT TIME ZONE, Text), verbatim.
-const PYTHON_DDL: &str = "
-CREATE TABLE task_monitor (
-	task_id VARCHAR(64) NOT NULL, 
-	status VARCHAR(32), 
-	last_sync_time TIMESTAMP WITHOUT TIME ZONE, 
-	last_heartbeat TIMESTAMP WITHOUT TIME ZONE, 
-	target_command VARCHAR(32), 
-	error_message TEXT, 
-	created_at TIMESTAMP WITHOUT TIME ZONE, 
-	updated_at TIMESTAMP WITHOUT TIME ZONE, 
-	PRIMARY KEY (task_id)
-)";
+/// The Python tool's table, as SQLAlchemy itself creates it from the tool's model
+/// (tests/reference/task_monitor_ddl.py, run by `REFERENCE_PYTHON`).
+fn python_ddl() -> String {
+    let python = std::env::var("REFERENCE_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "REFERENCE_PYTHON is not set: it must name a python with SQLAlchemy \
+             (`bash .ci/run` makes .ci/venv and `bash .ci/test` sets it)"
+        )
+    });
+    let out = std::process::Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/reference/task_monitor_ddl.py"
+        ))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ddl = String::from_utf8(out.stdout).unwrap();
+    assert!(ddl.contains("CREATE TABLE task_monitor"), "{ddl}");
+    ddl
+}
+
+/// The columns of `task_monitor`: name, type, length, nullable; and its primary key.
+fn columns(w: &World) -> (Vec<(String, String, Option<i32>, String)>, Vec<String>) {
+    let mut client = w.db.client();
+    let columns = client
+        .query(
+            "SELECT column_name::text, data_type::text, character_maximum_length,
+                    is_nullable::text
+               FROM information_schema.columns WHERE table_name = 'task_monitor'
+              ORDER BY ordinal_position",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let key = client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+              WHERE i.indrelid = 'task_monitor'::regclass AND i.indisprimary",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (columns, key)
+}
 
 #[track_caller]
 fn assert_recent(t: Option<i64>, what: &str) {
@@ -182,7 +222,7 @@ fn one_row_per_task_id_whatever_the_number_of_accounts() {
 fn a_stop_before_the_run_syncs_nothing_and_asks_douyin_nothing() {
     let w = World::new("monitor_stop_before");
     let served = w.seed_days(MARCH_1, 2, 20);
-    w.db.client().batch_execute(PYTHON_DDL).unwrap();
+    w.db.client().batch_execute(&python_ddl()).unwrap();
     w.db.client()
         .execute(
             "INSERT INTO task_monitor (task_id, status, target_command) VALUES ($1, 'RUNNING', 'STOP')",
@@ -368,7 +408,7 @@ fn the_heartbeat_is_written_while_a_long_day_works() {
 fn a_task_monitor_row_that_cannot_be_written_costs_no_order() {
     let w = World::new("monitor_locked_row");
     let served = w.seed_days(MARCH_1, 3, 40);
-    w.db.client().batch_execute(PYTHON_DDL).unwrap();
+    w.db.client().batch_execute(&python_ddl()).unwrap();
     w.db.client()
         .execute(
             "INSERT INTO task_monitor (task_id, status) VALUES ($1, 'RUNNING')",
@@ -444,11 +484,32 @@ fn a_task_monitor_table_of_another_shape_is_left_alone_with_one_warning() {
 }
 
 #[test]
+fn the_migration_creates_the_table_sqlalchemy_creates_for_the_python_tools_model() {
+    let w = World::new("monitor_same_table");
+    w.seed_days(MARCH_1, 1, 5);
+    w.range_cmd("2024-03-01", "2024-03-01")
+        .run()
+        .expect_success();
+    let ours = columns(&w);
+    w.db.client()
+        .batch_execute("DROP TABLE task_monitor")
+        .unwrap();
+    w.db.client().batch_execute(&python_ddl()).unwrap();
+    let theirs = columns(&w);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.1, ["task_id"]);
+    assert_eq!(
+        ours.0.iter().find(|c| c.0 == "last_heartbeat").unwrap().1,
+        "timestamp without time zone"
+    );
+}
+
+#[test]
 fn the_python_tools_own_table_is_used_in_place() {
     let w = World::new("monitor_python_table");
     let served = w.seed_days(MARCH_1, 2, 20);
     let mut client = w.db.client();
-    client.batch_execute(PYTHON_DDL).unwrap();
+    client.batch_execute(&python_ddl()).unwrap();
     // What the daemon left: naive local time (UTC in its image), status and command.
     client
         .execute(
@@ -456,23 +517,14 @@ fn the_python_tools_own_table_is_used_in_place() {
             &[&TASK],
         )
         .unwrap();
-    let types = || -> Vec<(String, String, Option<i32>)> {
-        w.db.client()
-            .query(
-                "SELECT column_name::text, data_type::text, character_maximum_length
-                   FROM information_schema.columns WHERE table_name = 'task_monitor'
-                  ORDER BY ordinal_position",
-                &[],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect()
-    };
-    let before = types();
+    let before = columns(&w);
     let out = w.range_cmd("2024-03-01", "2024-03-02").run();
     out.expect_success();
-    assert_eq!(types(), before, "the table keeps the Python tool's types");
+    assert_eq!(
+        columns(&w),
+        before,
+        "the table keeps the Python tool's types"
+    );
     assert_exact(&w, &served);
     assert_eq!(w.count("SELECT count(*) FROM task_monitor"), 1);
     let r = row(&w, TASK);

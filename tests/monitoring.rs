@@ -83,8 +83,11 @@ fn python_ddl() -> String {
     ddl
 }
 
-/// The columns of `task_monitor`: name, type, length, nullable; and its primary key.
-fn columns(w: &World) -> (Vec<(String, String, Option<i32>, String)>, Vec<String>) {
+/// A column of `task_monitor`: name, type, length, nullable.
+type Column = (String, String, Option<i32>, String);
+
+/// The columns of `task_monitor`, and its primary key.
+fn columns(w: &World) -> (Vec<Column>, Vec<String>) {
     let mut client = w.db.client();
     let columns = client
         .query(

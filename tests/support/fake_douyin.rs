@@ -35,6 +35,10 @@ use aes::cipher::{block_padding::Pkcs7, BlockDecryptMut, BlockEncryptMut, KeyIvI
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+/// The refund and settlement-ledger endpoints (§8, §9).
+#[path = "fake_ledger.rs"]
+pub mod ledger;
+
 /// Default app id of [`FakeConfig::default`].
 pub const DEFAULT_APP_ID: &str = "tt_demo_app";
 /// Default app secret of [`FakeConfig::default`] (also the first §4 test-vector secret).
@@ -212,6 +216,7 @@ struct Shared {
     ctl: Mutex<Ctl>,
     store: Mutex<Store>,
     hook: Mutex<Option<QueryHook>>,
+    ledger: ledger::Ledger,
 }
 
 struct Ctl {
@@ -322,6 +327,7 @@ impl FakeDouyin {
             }),
             store: Mutex::new(Store::default()),
             hook: Mutex::new(None),
+            ledger: ledger::Ledger::default(),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -994,6 +1000,9 @@ fn handle(shared: &Shared, req: &Request) -> Reply {
         ("POST", TOKEN_PATH) => handle_token(shared, req),
         ("GET", ORDER_QUERY_PATH) => handle_query(shared, req, &pairs, &params, &arrival),
         ("POST", DECRYPT_PATH) => handle_decrypt(shared, req, &arrival),
+        ("GET", ledger::REFUNDS_PATH | ledger::LEDGER_PATH) => {
+            ledger::handle(shared, req, path, &params, &arrival)
+        }
         _ => {
             let body = json!({
                 "message": "not found",

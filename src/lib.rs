@@ -24,6 +24,7 @@ pub mod order;
 pub mod pacer;
 pub mod stop;
 pub mod store;
+pub mod streams;
 pub mod sync;
 pub mod tls;
 pub mod window;

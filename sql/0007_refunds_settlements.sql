@@ -62,10 +62,6 @@ CREATE INDEX IF NOT EXISTS ix_settlements_order_id ON settlements (order_id);
 CREATE INDEX IF NOT EXISTS ix_settlements_certificate_id ON settlements (certificate_id);
 CREATE INDEX IF NOT EXISTS ix_settlements_code ON settlements (code);
 
--- The verification look-ups the view makes per order (verifications come from 0006).
-CREATE INDEX IF NOT EXISTS ix_verifications_certificate_id_0007 ON verifications (certificate_id);
-CREATE INDEX IF NOT EXISTS ix_verifications_order_id_0007 ON verifications (order_id);
-
 -- One row per order. A coupon is the unit of use and settlement:
 --   coupons           the order's coupons (order_certificates rows)
 --   coupons_used      distinct coupons with a verification that stands (not revoked: status is

@@ -30,6 +30,15 @@ the one beside the binary, or --env-file), first found wins; .env is read as pyt
   RETRY_MAX_DELAY_MS  longest backoff (30000)
   HTTP_TIMEOUT_SECS   whole-request timeout (30); connect timeout 10 s
   OVERLAP_SECS        incremental runs re-read this much before the checkpoint (600)
+  STREAMS             what to sync, comma-separated: orders (default), verifications, refunds,
+                      settlements, or all;
+                      each stream has its own checkpoint, and one failing stream stops no other
+  VERIFY_QPS          verification records: requests per second (50; documented limit 100)
+  VERIFY_LOOKBACK_DAYS  incremental verifications re-read this many days (3) to catch revocations
+  REFUND_QPS          refunds: requests per second (5; documented limit 10 per developer)
+  SETTLE_QPS          settlement ledger: requests per second (10; documented limit 20)
+  SETTLE_LOOKBACK_DAYS  incremental settlements re-read this many past bill dates (2) for late
+                      ledger records (booked about an hour after the verification)
   LOG_FORMAT          text|json (text)  RUST_LOG  error|warn|info|debug|trace (info)
   TASK_ID             the task_monitor row (douyin_order_sync); its target_command STOP
                       stops runs, START or NULL lets them run
@@ -84,6 +93,9 @@ pub struct Args {
     /// USE_CREATE_TIME: true|false
     #[argh(option)]
     pub use_create_time: Option<String>,
+    /// STREAMS: what to sync, comma-separated (orders, verifications, refunds, settlements, all)
+    #[argh(option)]
+    pub streams: Option<String>,
     /// print the version and exit
     #[argh(switch, short = 'V')]
     pub version: bool,
@@ -117,6 +129,7 @@ impl Args {
             ("PAGE_SIZE", &self.page_size),
             ("MAX_QPS", &self.max_qps),
             ("USE_CREATE_TIME", &self.use_create_time),
+            ("STREAMS", &self.streams),
         ];
         pairs
             .into_iter()
@@ -182,6 +195,12 @@ mod tests {
             "DB_URL",
             "AppSecret",
             "MAX_QPS",
+            "STREAMS",
+            "VERIFY_QPS",
+            "VERIFY_LOOKBACK_DAYS",
+            "REFUND_QPS",
+            "SETTLE_QPS",
+            "SETTLE_LOOKBACK_DAYS",
             "TASK_ID",
             "TASK_MONITOR",
             "HEARTBEAT_SECS",

@@ -9,6 +9,7 @@
 
 use crate::cli::Args;
 use crate::error::Error;
+use crate::streams::StreamKind;
 use crate::window::{self, Span};
 use std::collections::HashMap;
 use std::fmt;
@@ -118,6 +119,12 @@ pub struct Config {
     retry: RetryPolicy,
     http_timeout: Duration,
     overlap_secs: i64,
+    streams: Vec<StreamKind>,
+    verify_qps: u32,
+    verify_lookback_secs: i64,
+    refund_qps: u32,
+    settle_qps: u32,
+    settle_lookback_secs: i64,
     log_format: LogFormat,
     legacy_variables: Vec<&'static str>,
     env_file: Option<PathBuf>,
@@ -170,6 +177,31 @@ impl Config {
     }
     pub fn overlap_secs(&self) -> i64 {
         self.overlap_secs
+    }
+    /// The streams to sync (`STREAMS`), in [`StreamKind::ALL`]'s order.
+    pub fn streams(&self) -> &[StreamKind] {
+        &self.streams
+    }
+    /// `VERIFY_QPS`: the verification records endpoint's budget.
+    pub fn verify_qps(&self) -> u32 {
+        self.verify_qps
+    }
+    /// `VERIFY_LOOKBACK_DAYS` in seconds: what incremental runs read again for revocations.
+    pub fn verify_lookback_secs(&self) -> i64 {
+        self.verify_lookback_secs
+    }
+    /// `REFUND_QPS`: the refund query's budget.
+    pub fn refund_qps(&self) -> u32 {
+        self.refund_qps
+    }
+    /// `SETTLE_QPS`: the settlement ledger query's budget.
+    pub fn settle_qps(&self) -> u32 {
+        self.settle_qps
+    }
+    /// `SETTLE_LOOKBACK_DAYS` in seconds: the bill dates incremental runs read again for late
+    /// ledger records.
+    pub fn settle_lookback_secs(&self) -> i64 {
+        self.settle_lookback_secs
     }
     pub fn log_format(&self) -> LogFormat {
         self.log_format
@@ -288,6 +320,19 @@ impl Config {
         };
         let http_timeout = Duration::from_secs(s.number("HTTP_TIMEOUT_SECS", 30, 1, 600)? as u64);
         let overlap_secs = s.number("OVERLAP_SECS", 600, 0, 86_400)?;
+        let streams = match s.get("STREAMS") {
+            None => vec![StreamKind::Orders],
+            Some(v) => StreamKind::parse_list(&v).map_err(|why| invalid("STREAMS", &v, &why))?,
+        };
+        // Half of the documented 100 QPS (douyin-api.md §10), as MAX_QPS is half of order query's 20.
+        let verify_qps = s.number("VERIFY_QPS", 50, 1, 1000)? as u32;
+        let verify_lookback_secs = s.number("VERIFY_LOOKBACK_DAYS", 3, 0, 90)? * 86_400;
+        // Half of the documented 10 QPS per developer (shared by all of the developer's tools).
+        let refund_qps = s.number("REFUND_QPS", 5, 1, 1000)? as u32;
+        // Half of the 20 QPS documented for the ledger's detailed sibling (§9, §10).
+        let settle_qps = s.number("SETTLE_QPS", 10, 1, 1000)? as u32;
+        // Ledger records come about an hour after the verification: see streams/settlements.rs.
+        let settle_lookback_secs = s.number("SETTLE_LOOKBACK_DAYS", 2, 0, 90)? * 86_400;
         let log_format = match s.get("LOG_FORMAT") {
             None => LogFormat::Text,
             Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
@@ -315,6 +360,12 @@ impl Config {
             retry,
             http_timeout,
             overlap_secs,
+            streams,
+            verify_qps,
+            verify_lookback_secs,
+            refund_qps,
+            settle_qps,
+            settle_lookback_secs,
             log_format,
             legacy_variables,
             env_file: s.env_file.clone(),
@@ -417,6 +468,12 @@ const VARIABLES: &[&str] = &[
     "RETRY_MAX_DELAY_MS",
     "HTTP_TIMEOUT_SECS",
     "OVERLAP_SECS",
+    "STREAMS",
+    "VERIFY_QPS",
+    "VERIFY_LOOKBACK_DAYS",
+    "REFUND_QPS",
+    "SETTLE_QPS",
+    "SETTLE_LOOKBACK_DAYS",
     "LOG_FORMAT",
 ];
 

@@ -362,6 +362,31 @@ struct DecryptResultB {
     decrypted_data: Option<String>,
 }
 
+/// A successful answer of [`Douyin::get`]: the body as received (its `data` is there) and the
+/// logid to quote.
+#[derive(Debug)]
+pub struct Answer {
+    pub text: String,
+    pub logid: Option<String>,
+}
+
+/// What every answer has: the error code (in `data` or `extra`) and the logid.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    data: Option<EnvelopeData>,
+    #[serde(default)]
+    extra: Option<Extra>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeData {
+    #[serde(default)]
+    error_code: Option<Num>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
 /// Counters for the summary line.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -533,6 +558,47 @@ impl Douyin {
         })
     }
 
+    /// `GET {base}{path}` with `params`, paced by `pacer` (the endpoint's own budget), with the
+    /// token, retries and token refresh of every call. Returns the body once it is JSON whose
+    /// `data.error_code` / `extra.error_code` say success; the caller reads `data` itself.
+    pub fn get(
+        &self,
+        pacer: &Pacer,
+        what: &'static str,
+        path: &str,
+        params: &[(&'static str, String)],
+    ) -> Result<Answer, Error> {
+        self.with_token_paced(pacer, what, |token| {
+            let url = format!("{}{path}", self.base);
+            let mut request = self.agent.get(&url).set("access-token", token.expose());
+            for (key, value) in params {
+                request = request.query(key, value);
+            }
+            let (text, header_logid) = self.send(request, None)?;
+            let envelope: Envelope = parse(&text, &header_logid)?;
+            let logid = logid_of(envelope.extra.as_ref(), header_logid);
+            if let Some(refusal) = answer_error(
+                what,
+                envelope.data.as_ref().and_then(|d| d.error_code.as_ref()),
+                envelope
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.description.as_deref()),
+                envelope.extra.as_ref(),
+                logid.clone(),
+            ) {
+                return Err(CallError::Api(refusal));
+            }
+            if envelope.data.is_none() {
+                return Err(CallError::Malformed {
+                    detail: format!("{what} answer without data"),
+                    logid,
+                });
+            }
+            Ok(Answer { text, logid })
+        })
+    }
+
     /// Decrypt platform ciphertexts ("Enc." phones) through the batch endpoint, at most 50 a
     /// call. Returns the plaintext of each ciphertext that could be decrypted.
     pub fn decrypt_batch(
@@ -657,10 +723,20 @@ impl Douyin {
         what: &'static str,
         attempt: impl Fn(&Secret) -> Result<T, CallError>,
     ) -> Result<T, Error> {
+        self.with_token_paced(&self.pacer, what, attempt)
+    }
+
+    /// [`Douyin::with_token`] on another endpoint's budget.
+    fn with_token_paced<T>(
+        &self,
+        pacer: &Pacer,
+        what: &'static str,
+        attempt: impl Fn(&Secret) -> Result<T, CallError>,
+    ) -> Result<T, Error> {
         let mut refreshes = 0;
         loop {
             let (generation, token) = self.token_generation(None)?;
-            match self.call(what, || attempt(&token)) {
+            match self.call_paced(pacer, what, || attempt(&token)) {
                 Ok(value) => return Ok(value),
                 Err(Stopped::Failed(e)) => return Err(e),
                 Err(Stopped::TokenExpired(refusal)) if refreshes >= MAX_TOKEN_REFRESHES => {
@@ -697,12 +773,22 @@ impl Douyin {
         what: &'static str,
         attempt: impl Fn() -> Result<T, CallError>,
     ) -> Result<T, Stopped> {
+        self.call_paced(&self.pacer, what, attempt)
+    }
+
+    /// [`Douyin::call`] on the budget of `pacer` (each endpoint has its own).
+    fn call_paced<T>(
+        &self,
+        pacer: &Pacer,
+        what: &'static str,
+        attempt: impl Fn() -> Result<T, CallError>,
+    ) -> Result<T, Stopped> {
         let mut tries: u32 = 0;
         loop {
-            self.pacer.acquire(&self.stop)?;
+            pacer.acquire(&self.stop)?;
             let error = match attempt() {
                 Ok(value) => {
-                    self.pacer.success();
+                    pacer.success();
                     return Ok(value);
                 }
                 Err(e) => e,
@@ -726,7 +812,7 @@ impl Douyin {
             }
             let rate_limited = class == Class::RateLimited;
             if rate_limited {
-                self.pacer.slow_down();
+                pacer.slow_down();
             }
             if tries >= self.retry.max_tries {
                 return Err(Error::Unavailable(format!(

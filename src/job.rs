@@ -11,8 +11,10 @@ use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
 use crate::metrics::{AccountReport, RunReport};
 use crate::monitor::{self, Begin, Outcome, TaskMonitor};
+use crate::pacer::Pacer;
 use crate::stop::Stop;
 use crate::store::{RunRecord, Store};
+use crate::streams::{StreamContext, StreamKind, StreamStats};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
@@ -105,7 +107,10 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
                     store = fresh;
                 }
             }
-            if let Err(e) = store.finish_run(run_id, &record) {
+            if let Err(e) = store.finish_run(run_id, &record).and_then(|()| {
+                let names: Vec<&str> = config.streams().iter().map(|k| k.name()).collect();
+                store.record_streams(run_id, &names.join(","), &record.stream_records)
+            }) {
                 log::warn!("could not complete run {run_id} in sync_runs: {e}");
             }
             result
@@ -177,6 +182,18 @@ fn sync_all(
     let mut worst: Option<Error> = None;
     let mut totals = AccountStats::default();
     let mut per_account = Vec::new();
+    // One budget per endpoint for the whole run (a limit is per app, whatever the account).
+    let pacers: Vec<(StreamKind, Arc<Pacer>)> = config
+        .streams()
+        .iter()
+        .filter(|k| **k != StreamKind::Orders)
+        .map(|k| (*k, Arc::new(Pacer::new(k.budget(config)))))
+        .collect();
+    let mut stream_totals: Vec<(StreamKind, StreamStats)> = pacers
+        .iter()
+        .map(|(k, _)| (*k, StreamStats::default()))
+        .collect();
+    let mut interrupted = None;
     for (index, account) in config.accounts().iter().enumerate() {
         if stop.held() {
             break; // a remote STOP: the next accounts wait for the next run
@@ -185,7 +202,41 @@ fn sync_all(
             *store = Store::connect(config.database())?;
         }
         let mut stats = AccountStats::default();
-        let result = sync_account(config, douyin, store, account, now, stop, &mut stats);
+        let streams = StreamRun {
+            pacers: &pacers,
+            now,
+        };
+        let (result, stream_results) =
+            sync_account(config, douyin, store, account, &streams, stop, &mut stats);
+        let mut failed_streams = Vec::new();
+        for (kind, outcome) in stream_results {
+            let (stream_stats, error) = match outcome {
+                Ok(s) => (s, None),
+                Err((e, s)) => (s, Some(e)),
+            };
+            if let Some((_, t)) = stream_totals.iter_mut().find(|(k, _)| *k == kind) {
+                t.days += stream_stats.days;
+                t.records += stream_stats.records;
+                t.inserted += stream_stats.inserted;
+                t.updated += stream_stats.updated;
+                t.pages += stream_stats.pages;
+            }
+            match error {
+                None => {}
+                Some(e @ Error::Interrupted(_)) => interrupted = Some(e),
+                Some(e) => {
+                    log::error!(account = account.as_str(), stream = kind.name(), logid = e.logid().unwrap_or(""); "account {account}: stream {} failed: {e}", kind.name());
+                    failed_streams.push(format!("{} failed with {}", kind.name(), e.exit_code()));
+                    if worst.as_ref().is_none_or(|w| e.severity() > w.severity()) {
+                        worst = Some(e);
+                    }
+                }
+            }
+        }
+        let result = match (result, interrupted.take()) {
+            (Err(e @ Error::Interrupted(_)), _) | (_, Some(e)) => Err(e),
+            (result, None) => result,
+        };
         if let Some(r) = report.accounts.get_mut(index) {
             r.records = stats.orders;
         }
@@ -200,8 +251,16 @@ fn sync_all(
         totals.inserted += stats.inserted;
         totals.updated += stats.updated;
         totals.pages += stats.pages;
+        let failed_streams = if failed_streams.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", failed_streams.join(", "))
+        };
         match result {
-            Ok(()) => per_account.push(format!("{account}: {} orders", stats.orders)),
+            Ok(()) => per_account.push(format!(
+                "{account}: {} orders{failed_streams}",
+                stats.orders
+            )),
             Err(e @ Error::Interrupted(_)) => {
                 log::info!(
                     "interrupted: {} days, {} orders committed before the signal; a rerun resumes",
@@ -214,7 +273,10 @@ fn sync_all(
                 if config.accounts().len() > 1 {
                     log::error!(account = account.as_str(), logid = e.logid().unwrap_or(""); "account {account} failed: {e}");
                 }
-                per_account.push(format!("{account}: failed with {}", e.exit_code()));
+                per_account.push(format!(
+                    "{account}: failed with {}{failed_streams}",
+                    e.exit_code()
+                ));
                 if worst.as_ref().is_none_or(|w| e.severity() > w.severity()) {
                     worst = Some(e);
                 }
@@ -231,11 +293,39 @@ fn sync_all(
     record.pages = totals.pages as i64;
     record.requests = requests as i64;
     record.retries = retries as i64;
+    record.stream_records = config
+        .streams()
+        .iter()
+        .map(|k| match k {
+            StreamKind::Orders => (k.name(), totals.orders),
+            _ => (
+                k.name(),
+                stream_totals
+                    .iter()
+                    .find(|(s, _)| s == k)
+                    .map_or(0, |(_, t)| t.records),
+            ),
+        })
+        .collect();
+    let streams_part: String = stream_totals
+        .iter()
+        .map(|(k, t)| {
+            format!(
+                "; {}: {}, {} ({} new, {} changed), {}",
+                k.name(),
+                sync::count(t.days as u64, "day"),
+                t.records,
+                t.inserted,
+                t.updated,
+                sync::count(t.pages, "page")
+            )
+        })
+        .collect();
     log::info!(
         summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
         updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
         seconds = seconds;
-        "{}: {}, {} ({} new, {} changed), {}, {}, {}, {}, {seconds:.1} s, {rate:.0} orders/s{}",
+        "{}: {}, {} ({} new, {} changed), {}, {}, {}, {}, {seconds:.1} s, {rate:.0} orders/s{streams_part}{}",
         if worst.is_some() { "finished with errors" } else { "done" },
         sync::count(totals.days as u64, "day"),
         sync::count(totals.orders, "order"),
@@ -282,7 +372,86 @@ fn describe_plan(config: &Config, plan: &Plan) -> String {
     )
 }
 
+/// The streams besides orders, for one account: their budgets and the run's clock.
+struct StreamRun<'a> {
+    pacers: &'a [(StreamKind, Arc<Pacer>)],
+    now: i64,
+}
+
+type StreamOutcome = (StreamKind, Result<StreamStats, (Error, StreamStats)>);
+
+/// Sync one account under its lock: the orders stream (when asked) on this thread, every other
+/// stream on its own thread and connection at the same time (each has its own budget). A
+/// stream that fails stops no other.
 fn sync_account(
+    config: &Config,
+    douyin: &Arc<Douyin>,
+    store: &mut Store,
+    account: &str,
+    streams: &StreamRun<'_>,
+    stop: &Stop,
+    stats: &mut AccountStats,
+) -> (Result<(), Error>, Vec<StreamOutcome>) {
+    match store.try_lock(account) {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                Err(Error::Locked(format!(
+                    "another run holds the lock of account {account}; exiting (that run syncs it)"
+                ))),
+                Vec::new(),
+            )
+        }
+        Err(e) => return (Err(e), Vec::new()),
+    }
+    let (result, outcomes) = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for (kind, pacer) in streams.pacers {
+            let ctx = StreamContext {
+                config,
+                douyin,
+                pacer,
+                now: streams.now,
+                stop,
+            };
+            let kind = *kind;
+            let spawned = std::thread::Builder::new()
+                .name(kind.name().to_string())
+                .spawn_scoped(scope, move || kind.sync_account(&ctx, account));
+            handles.push((kind, spawned));
+        }
+        let result = if config.streams().contains(&StreamKind::Orders) {
+            sync_orders(config, douyin, store, account, streams.now, stop, stats)
+        } else {
+            Ok(())
+        };
+        let outcomes: Vec<StreamOutcome> = handles
+            .into_iter()
+            .map(|(kind, spawned)| {
+                let outcome = match spawned {
+                    Ok(handle) => handle.join().unwrap_or_else(|_| {
+                        Err((
+                            Error::Bug(format!("the {} stream panicked", kind.name())),
+                            StreamStats::default(),
+                        ))
+                    }),
+                    Err(e) => Err((
+                        Error::Bug(format!("cannot start the {} stream: {e}", kind.name())),
+                        StreamStats::default(),
+                    )),
+                };
+                (kind, outcome)
+            })
+            .collect();
+        (result, outcomes)
+    });
+    if !store.is_closed() {
+        let _ = store.unlock(account);
+    }
+    (result, outcomes)
+}
+
+fn sync_orders(
     config: &Config,
     douyin: &Arc<Douyin>,
     store: &mut Store,
@@ -291,11 +460,6 @@ fn sync_account(
     stop: &Stop,
     stats: &mut AccountStats,
 ) -> Result<(), Error> {
-    if !store.try_lock(account)? {
-        return Err(Error::Locked(format!(
-            "another run holds the lock of account {account}; exiting (that run syncs it)"
-        )));
-    }
     let key = sync::checkpoint_key(config, account);
     let checkpoint = store.checkpoint(&key)?;
     let plan = sync::plan(config, key, checkpoint, now);
@@ -303,11 +467,7 @@ fn sync_account(
     if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
         stats.window = Some((first.span.start, last.span.end));
     }
-    let result = sync::sync_days(config, douyin, store, &plan, stop, stats);
-    if !store.is_closed() {
-        let _ = store.unlock(account);
-    }
-    result
+    sync::sync_days(config, douyin, store, &plan, stop, stats)
 }
 
 /// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print

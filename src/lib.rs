@@ -17,7 +17,6 @@ pub mod dotenv;
 pub mod douyin;
 pub mod error;
 pub mod job;
-pub mod lenient;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;

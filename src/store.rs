@@ -24,7 +24,69 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "task_monitor",
         include_str!("../sql/0004_task_monitor.sql"),
     ),
+    (6, "streams", include_str!("../sql/0006_streams.sql")),
+    (
+        7,
+        "refunds_settlements",
+        include_str!("../sql/0007_refunds_settlements.sql"),
+    ),
 ];
+
+/// The coupons of orders, from their `raw_data` (also in sql/0006_streams.sql, which fills the
+/// table from the orders stored before it existed). Followed by a WHERE on `o` and the tail.
+const CERTIFICATES_INSERT: &str = "INSERT INTO order_certificates (order_id, order_item_id,
+        account_id, certificate_id, item_status, item_update_time, refund_amount, refund_time,
+        raw_data, sync_time)
+ SELECT DISTINCT ON (o.order_id,
+                     coalesce(nullif(c.value ->> 'order_item_id', ''), '#' || c.ordinality))
+        o.order_id,
+        coalesce(nullif(c.value ->> 'order_item_id', ''), '#' || c.ordinality),
+        o.account_id,
+        nullif(c.value ->> 'certificate_id', ''),
+        douyin_sync_int(c.value -> 'item_status'),
+        to_timestamp(nullif(douyin_sync_int(c.value -> 'item_update_time'), 0)),
+        douyin_sync_int(c.value -> 'refund_amount') / 100.0,
+        to_timestamp(nullif(douyin_sync_int(c.value -> 'refund_time'), 0)),
+        c.value,
+        now()
+   FROM orders AS o
+  CROSS JOIN LATERAL jsonb_array_elements(
+            CASE WHEN jsonb_typeof(o.raw_data -> 'certificate') = 'array'
+                 THEN o.raw_data -> 'certificate' ELSE '[]'::jsonb END
+        ) WITH ORDINALITY AS c(value, ordinality)";
+const CERTIFICATES_TAIL: &str = "ORDER BY 1, 2, c.ordinality DESC
+ ON CONFLICT (order_id, order_item_id) DO NOTHING";
+
+/// Advance a checkpoint row inside a day's transaction. A `monotonic` one never moves back.
+fn upsert_checkpoint(
+    tx: &mut postgres::Transaction<'_>,
+    key: &CheckpointKey,
+    checkpoint: Checkpoint,
+    monotonic: bool,
+) -> Result<u64, postgres::Error> {
+    tx.execute(
+        "INSERT INTO sync_checkpoints
+             (stream, account_id, time_field, status_filter, mode_key, synced_until, range_done,
+              updated_at)
+         VALUES ($8, $1, $2, $3, $4, to_timestamp($5::bigint), $6, now())
+         ON CONFLICT (stream, account_id, time_field, status_filter, mode_key) DO UPDATE
+            SET synced_until = CASE WHEN $7 THEN greatest(sync_checkpoints.synced_until,
+                                                          EXCLUDED.synced_until)
+                                    ELSE EXCLUDED.synced_until END,
+                range_done = EXCLUDED.range_done,
+                updated_at = now()",
+        &[
+            &key.account_id,
+            &key.time_field,
+            &key.status_filter,
+            &key.mode_key,
+            &checkpoint.synced_until,
+            &checkpoint.range_done,
+            &monotonic,
+            &key.stream,
+        ],
+    )
+}
 
 /// Serialises migrations between runs that start at the same moment.
 const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301; // "dousync\x01"
@@ -32,6 +94,8 @@ const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301; // "dousync\x01"
 /// Identifies one checkpoint row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointKey {
+    /// The stream ("orders", "verifications", ...).
+    pub stream: &'static str,
     pub account_id: String,
     pub time_field: &'static str,
     /// The ORDER_STATUS filter, "" for none.
@@ -52,6 +116,8 @@ pub struct Checkpoint {
 /// What a finished run records in `sync_runs`.
 #[derive(Debug, Clone, Default)]
 pub struct RunRecord {
+    /// Records committed per stream (`sync_runs.stream_records`).
+    pub stream_records: Vec<(&'static str, u64)>,
     pub window: Option<(i64, i64)>,
     pub days: i64,
     pub orders: i64,
@@ -243,8 +309,15 @@ impl Store {
             .query_opt(
                 "SELECT extract(epoch FROM synced_until)::bigint, range_done
                    FROM sync_checkpoints
-                  WHERE account_id = $1 AND time_field = $2 AND status_filter = $3 AND mode_key = $4",
-                &[&key.account_id, &key.time_field, &key.status_filter, &key.mode_key],
+                  WHERE account_id = $1 AND time_field = $2 AND status_filter = $3 AND mode_key = $4
+                    AND stream = $5",
+                &[
+                    &key.account_id,
+                    &key.time_field,
+                    &key.status_filter,
+                    &key.mode_key,
+                    &key.stream,
+                ],
             )
             .map_err(self.err("read checkpoint"))?;
         Ok(row.map(|r| Checkpoint {
@@ -471,32 +544,73 @@ impl Store {
             inserted: row.get::<_, i64>(1) as u64,
             updated: row.get::<_, i64>(2) as u64,
         };
+        // The day's coupons, from the orders as they now are (a coupon no longer in the answer
+        // goes; an order the upsert kept because it was newer keeps its own coupons).
         tx.execute(
-            "INSERT INTO sync_checkpoints
-                 (account_id, time_field, status_filter, mode_key, synced_until, range_done, updated_at)
-             VALUES ($1, $2, $3, $4, to_timestamp($5::bigint), $6, now())
-             ON CONFLICT (account_id, time_field, status_filter, mode_key) DO UPDATE
-                SET synced_until = CASE WHEN $7 THEN greatest(sync_checkpoints.synced_until,
-                                                              EXCLUDED.synced_until)
-                                        ELSE EXCLUDED.synced_until END,
-                    range_done = EXCLUDED.range_done,
-                    updated_at = now()",
-            &[
-                &key.account_id,
-                &key.time_field,
-                &key.status_filter,
-                &key.mode_key,
-                &checkpoint.synced_until,
-                &checkpoint.range_done,
-                &monotonic,
-            ],
+            &format!(
+                "DELETE FROM order_certificates WHERE order_id IN (SELECT order_id FROM {stage})"
+            ),
+            &[],
         )
-        .map_err(err("advance checkpoint"))?;
+        .map_err(err("replace coupons"))?;
+        tx.execute(
+            &format!(
+                "{CERTIFICATES_INSERT} WHERE o.order_id IN (SELECT order_id FROM {stage}) {CERTIFICATES_TAIL}"
+            ),
+            &[],
+        )
+        .map_err(err("replace coupons"))?;
+        upsert_checkpoint(&mut tx, key, checkpoint, monotonic)
+            .map_err(err("advance checkpoint"))?;
         // Dropped with the commit: a crash before it leaves the table for the next run to drop.
         tx.batch_execute(&format!("DROP TABLE {stage}"))
             .map_err(err("drop staging table"))?;
         tx.commit().map_err(err("commit day"))?;
         Ok(write)
+    }
+
+    /// Commit one day of a stream other than orders: `write` stores its rows, then the
+    /// checkpoint advances, in one transaction (rolled back on drop: an error or a crash in
+    /// `write` leaves the previous state).
+    pub fn commit_stream_day(
+        &mut self,
+        key: &CheckpointKey,
+        checkpoint: Checkpoint,
+        monotonic: bool,
+        write: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<DayWrite, postgres::Error>,
+    ) -> Result<DayWrite, Error> {
+        let masked = self.masked_url.clone();
+        let err = |c: &'static str| {
+            let m = masked.clone();
+            move |e: postgres::Error| db_error(&m, c, &e)
+        };
+        let mut tx = self.client.transaction().map_err(err("begin day"))?;
+        let done = write(&mut tx).map_err(err(key.stream))?;
+        upsert_checkpoint(&mut tx, key, checkpoint, monotonic)
+            .map_err(err("advance checkpoint"))?;
+        tx.commit().map_err(err("commit day"))?;
+        Ok(done)
+    }
+
+    /// Record the streams of a run and each one's committed records in its `sync_runs` row.
+    pub fn record_streams(
+        &mut self,
+        id: i64,
+        streams: &str,
+        records: &[(&str, u64)],
+    ) -> Result<(), Error> {
+        let map: serde_json::Map<String, serde_json::Value> = records
+            .iter()
+            .map(|(name, n)| ((*name).to_string(), serde_json::Value::from(*n)))
+            .collect();
+        let json = serde_json::Value::Object(map).to_string();
+        self.client
+            .execute(
+                "UPDATE sync_runs SET streams = $2, stream_records = $3::text::jsonb WHERE id = $1",
+                &[&id, &streams, &json],
+            )
+            .map_err(self.err("record the run"))?;
+        Ok(())
     }
 
     /// Drop a staging table that will not be committed.

@@ -79,6 +79,7 @@ pub fn now_epoch() -> i64 {
 /// The checkpoint row of an account under this configuration.
 pub fn checkpoint_key(config: &Config, account_id: &str) -> CheckpointKey {
     CheckpointKey {
+        stream: "orders",
         account_id: account_id.to_string(),
         time_field: config.time_field().key(),
         status_filter: config
@@ -94,6 +95,18 @@ pub fn checkpoint_key(config: &Config, account_id: &str) -> CheckpointKey {
 
 /// Work out the window of an account from the configuration and its checkpoint.
 pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>, now: i64) -> Plan {
+    plan_with_lookback(config, key, checkpoint, now, config.overlap_secs())
+}
+
+/// [`plan`] with the stream's own lookback: how much before its checkpoint an incremental run
+/// reads again.
+pub fn plan_with_lookback(
+    config: &Config,
+    key: CheckpointKey,
+    checkpoint: Option<Checkpoint>,
+    now: i64,
+    lookback: i64,
+) -> Plan {
     match config.window() {
         WindowSpec::Range(span) => {
             // A finished range runs in full again (to refresh refunds); an unfinished one
@@ -115,7 +128,7 @@ pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>,
         }
         WindowSpec::Incremental { sync_days } => {
             let start = match checkpoint {
-                Some(c) => (c.synced_until - config.overlap_secs()).min(now),
+                Some(c) => (c.synced_until - lookback).min(now),
                 None => now - i64::from(*sync_days) * 86_400,
             };
             let window = Span { start, end: now };

@@ -1,32 +1,38 @@
 //! Stream `refunds`: Douyin's after-sale (退款) orders, `GET /goodlife/v1/akte/after_sale/order/query/`
 //! (douyin-api.md §8), into the table `refunds`.
 //!
-//! A day is asked by refund completion time (`refund_done_start_time` / `refund_done_end_time`),
-//! paged by the answer's `data.cursor` while `data.has_more` (`page_size` ≤ 100). Rows are
-//! upserted by `after_sale_id`. This file owns what differs about refunds: the request, the
-//! answer's shape and how a record becomes a row.
+//! What differs from the other streams: a day is asked by refund completion time
+//! (`refund_done_start_time` / `refund_done_end_time`), paged by the answer's `data.cursor` while
+//! `data.has_more` (`page_size` ≤ 100); rows are upserted by `after_sale_id`. The endpoint's
+//! documented limit is 10 requests a second per developer (shared with the developer's other
+//! tools), so its budget `REFUND_QPS` defaults to 5; it may also have a small daily quota: a quota
+//! answer ends this stream with 75 after the days before it are committed, and the other streams
+//! go on. A refund completed after the last run has a completion time after its checkpoint, so
+//! the incremental mode picks it up; it re-reads `OVERLAP_SECS` before the checkpoint for the
+//! platform's indexing lag (seconds on average, minutes at p99).
 
-use crate::lenient::{epoch, int, text};
+use super::{bool_of, int_of, text_of, Next, Page, Stream};
+use crate::config::Config;
+use crate::douyin::Answer;
+use crate::store::DayWrite;
+use crate::window::Span;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// The endpoint's path.
-pub const PATH: &str = "/goodlife/v1/akte/after_sale/order/query/";
-/// The largest `page_size` the endpoint takes.
-pub const MAX_PAGE_SIZE: u32 = 100;
-/// Documented limit: 10 requests a second per developer (§10).
-pub const DOCUMENTED_QPS: u32 = 10;
-/// Default budget: safely under the documented 10/s, which the developer's other tools share.
-pub const DEFAULT_QPS: u32 = 8;
+/// Records per page: the most the endpoint takes.
+pub const PAGE_SIZE: u32 = 100;
+
+pub struct Refunds;
 
 /// One refund as the `refunds` table stores it.
 #[derive(Debug, Clone)]
 pub struct RefundRow {
     pub after_sale_id: String,
     pub order_id: Option<String>,
-    /// `merchant_account_id` (an int64 in the API) as text, else the account queried.
-    pub account_id: String,
+    /// `merchant_account_id` (an int64 in the API) as text; the table falls back to the account
+    /// queried when it is absent.
+    pub account_id: Option<String>,
     pub status: Option<i64>,
     pub refund_type: Option<i64>,
     /// Epoch seconds; `None` when absent or 0.
@@ -43,50 +49,52 @@ pub struct RefundRow {
     pub raw: Box<RawValue>,
 }
 
-/// The query string of one request: a completion-time window `[start, end]` (the end bound's
-/// inclusiveness is undocumented: the next day starts where this one ends, and the upsert makes
-/// the shared second harmless), `cursor` "0" first.
-pub fn params(
-    account_id: &str,
-    start: i64,
-    end: i64,
-    cursor: &str,
-    page_size: u32,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("account_id", account_id.to_string()),
-        ("refund_done_start_time", start.to_string()),
-        ("refund_done_end_time", end.to_string()),
-        ("cursor", cursor.to_string()),
-        ("page_size", page_size.min(MAX_PAGE_SIZE).to_string()),
-    ]
+/// An epoch-seconds field: 0 (not yet) is `None`.
+fn epoch(v: Option<&Value>) -> Option<i64> {
+    int_of(v).filter(|t| *t > 0)
 }
 
-/// `data` of an answer: the records as received and where paging goes next.
-#[derive(Debug, Deserialize)]
-pub struct Page {
+#[derive(Deserialize)]
+struct Body {
+    data: Data,
+}
+
+/// `data` of an answer.
+#[derive(Deserialize)]
+struct Data {
     #[serde(default)]
-    pub after_sale_order_list: Option<Vec<Box<RawValue>>>,
+    after_sale_order_list: Option<Vec<Box<RawValue>>>,
     #[serde(default)]
     cursor: Option<Value>,
     #[serde(default)]
     has_more: Option<Value>,
 }
 
-impl Page {
-    /// The next request's cursor: `data.cursor`, a string or a number.
-    pub fn cursor(&self) -> Option<String> {
-        text(self.cursor.as_ref())
+/// Read an answer: its refunds, and the next cursor while `has_more`. When an answer lacks
+/// `has_more` (never seen), a full page with a cursor asks for the next one: the cursor guard of
+/// the frame stops a cursor that does not advance, and an empty page ends the day.
+pub fn read_page(text: &str) -> Result<Page<RefundRow>, String> {
+    let body: Body =
+        serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
+    let cursor = text_of(body.data.cursor.as_ref());
+    let has_more = bool_of(body.data.has_more.as_ref());
+    let raws = body.data.after_sale_order_list.unwrap_or_default();
+    let full = raws.len() >= PAGE_SIZE as usize;
+    let mut rows = Vec::with_capacity(raws.len());
+    for raw in raws {
+        rows.push(extract(raw)?);
     }
-
-    /// `data.has_more`, as a bool, 0/1 or a string; `None` when absent or unreadable.
-    pub fn has_more(&self) -> Option<bool> {
-        crate::lenient::boolean(self.has_more.as_ref())
-    }
-
-    pub fn records(self) -> Vec<Box<RawValue>> {
-        self.after_sale_order_list.unwrap_or_default()
-    }
+    let next = match (has_more, cursor) {
+        (Some(true), Some(c)) => Next::Cursor(c),
+        (Some(true), None) => return Err("has_more is true but there is no data.cursor".into()),
+        (None, Some(c)) if full => Next::Cursor(c),
+        _ => Next::Done,
+    };
+    Ok(Page {
+        rows,
+        total: None,
+        next,
+    })
 }
 
 #[derive(Deserialize)]
@@ -119,9 +127,9 @@ struct Fields {
     reject_reason: Option<Value>,
 }
 
-/// Read the columns of one after-sale order fetched for `queried_account`. `Err` (with the reason,
-/// for the quarantine) only when it is not an object or has no usable `after_sale_id`.
-pub fn extract(raw: Box<RawValue>, queried_account: &str) -> Result<RefundRow, String> {
+/// Read the columns of one after-sale order. `Err` (with the reason) only when it is not an
+/// object or has no usable `after_sale_id`.
+pub fn extract(raw: Box<RawValue>) -> Result<RefundRow, String> {
     // serde would read a JSON array positionally into the fields: only an object is a record.
     if !raw.get().trim_start().starts_with('{') {
         return Err(format!(
@@ -131,25 +139,137 @@ pub fn extract(raw: Box<RawValue>, queried_account: &str) -> Result<RefundRow, S
     }
     let f: Fields = serde_json::from_str(raw.get())
         .map_err(|e| format!("a refund that is not a JSON object ({e})"))?;
-    let after_sale_id = text(f.after_sale_id.as_ref())
+    let after_sale_id = text_of(f.after_sale_id.as_ref())
         .ok_or_else(|| format!("a refund without after_sale_id: {}", prefix(&raw)))?;
     Ok(RefundRow {
         after_sale_id,
-        order_id: text(f.order_id.as_ref()),
-        account_id: text(f.merchant_account_id.as_ref())
-            .unwrap_or_else(|| queried_account.to_string()),
-        status: int(f.status.as_ref()),
-        refund_type: int(f.refund_type.as_ref()),
+        order_id: text_of(f.order_id.as_ref()),
+        account_id: text_of(f.merchant_account_id.as_ref()),
+        status: int_of(f.status.as_ref()),
+        refund_type: int_of(f.refund_type.as_ref()),
         create_time: epoch(f.create_time.as_ref()),
         update_time: epoch(f.update_time.as_ref()),
         audit_time: epoch(f.audit_time.as_ref()),
         complete_time: epoch(f.complete_time.as_ref()),
-        refund_amount: int(f.refund_amount.as_ref()),
-        total_refund_amount: int(f.total_refund_amount.as_ref()),
-        real_refund_amount: int(f.real_refund_amount.as_ref()),
-        reject_reason: text(f.reject_reason.as_ref()),
+        refund_amount: int_of(f.refund_amount.as_ref()),
+        total_refund_amount: int_of(f.total_refund_amount.as_ref()),
+        real_refund_amount: int_of(f.real_refund_amount.as_ref()),
+        reject_reason: text_of(f.reject_reason.as_ref()),
         raw,
     })
+}
+
+impl Stream for Refunds {
+    type Row = RefundRow;
+    const NAME: &'static str = "refunds";
+    const NOUN: &'static str = "refund";
+    const ENDPOINT: &'static str = "/goodlife/v1/akte/after_sale/order/query/";
+    const TIME_FIELD: &'static str = "complete_time";
+
+    fn budget(config: &Config) -> u32 {
+        config.refund_qps()
+    }
+
+    fn lookback_secs(config: &Config) -> i64 {
+        config.overlap_secs()
+    }
+
+    /// The end bound is the next day's start, as for orders: whether the API includes it is
+    /// undocumented, and a refund at that second asked twice is upserted once.
+    fn request(account_id: &str, span: Span, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+        vec![
+            ("account_id", account_id.to_string()),
+            ("refund_done_start_time", span.start.to_string()),
+            ("refund_done_end_time", span.end.to_string()),
+            ("cursor", cursor.unwrap_or("0").to_string()),
+            ("page_size", PAGE_SIZE.to_string()),
+        ]
+    }
+
+    fn page(answer: &Answer) -> Result<Page<RefundRow>, String> {
+        read_page(&answer.text)
+    }
+
+    fn key(row: &RefundRow) -> &str {
+        &row.after_sale_id
+    }
+
+    fn write(
+        tx: &mut postgres::Transaction<'_>,
+        account_id: &str,
+        _span: Span,
+        rows: &[RefundRow],
+    ) -> Result<DayWrite, postgres::Error> {
+        if rows.is_empty() {
+            return Ok(DayWrite::default());
+        }
+        macro_rules! column {
+            ($field:ident) => {
+                rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+            };
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.after_sale_id.as_str()).collect();
+        let raws: Vec<&str> = rows.iter().map(|r| r.raw.get()).collect();
+        let row = tx.query_one(
+            "WITH up AS (
+                 INSERT INTO refunds AS f (after_sale_id, order_id, account_id, status, refund_type,
+                        create_time, update_time, audit_time, complete_time, refund_amount,
+                        total_refund_amount, real_refund_amount, reject_reason, raw_data, sync_time)
+                 SELECT after_sale_id, order_id, coalesce(account_id, $1), status, refund_type,
+                        to_timestamp(create_time), to_timestamp(update_time),
+                        to_timestamp(audit_time), to_timestamp(complete_time),
+                        refund_amount / 100.0, total_refund_amount / 100.0,
+                        real_refund_amount / 100.0, reject_reason, raw::jsonb, now()
+                   FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
+                               $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[],
+                               $12::int8[], $13::int8[], $14::text[], $15::text[])
+                        AS r(after_sale_id, order_id, account_id, status, refund_type,
+                             create_time, update_time, audit_time, complete_time, refund_amount,
+                             total_refund_amount, real_refund_amount, reject_reason, raw)
+                 ON CONFLICT (after_sale_id) DO UPDATE SET
+                        order_id = EXCLUDED.order_id,
+                        account_id = EXCLUDED.account_id,
+                        status = EXCLUDED.status,
+                        refund_type = EXCLUDED.refund_type,
+                        create_time = EXCLUDED.create_time,
+                        update_time = EXCLUDED.update_time,
+                        audit_time = EXCLUDED.audit_time,
+                        complete_time = EXCLUDED.complete_time,
+                        refund_amount = EXCLUDED.refund_amount,
+                        total_refund_amount = EXCLUDED.total_refund_amount,
+                        real_refund_amount = EXCLUDED.real_refund_amount,
+                        reject_reason = EXCLUDED.reject_reason,
+                        raw_data = EXCLUDED.raw_data,
+                        sync_time = EXCLUDED.sync_time
+                  WHERE f.raw_data IS DISTINCT FROM EXCLUDED.raw_data
+                     OR f.account_id IS DISTINCT FROM EXCLUDED.account_id
+                 RETURNING (xmax = 0) AS inserted
+             )
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+            &[
+                &account_id,
+                &ids,
+                &column!(order_id),
+                &column!(account_id),
+                &column!(status),
+                &column!(refund_type),
+                &column!(create_time),
+                &column!(update_time),
+                &column!(audit_time),
+                &column!(complete_time),
+                &column!(refund_amount),
+                &column!(total_refund_amount),
+                &column!(real_refund_amount),
+                &column!(reject_reason),
+                &raws,
+            ],
+        )?;
+        Ok(DayWrite {
+            orders: rows.len() as u64,
+            inserted: row.get::<_, i64>(0) as u64,
+            updated: row.get::<_, i64>(1) as u64,
+        })
+    }
 }
 
 /// The start of a record, to name it in a rejection.
@@ -162,7 +282,7 @@ mod tests {
     use super::*;
 
     fn row(json: &str) -> RefundRow {
-        extract(RawValue::from_string(json.to_string()).unwrap(), "q").unwrap()
+        extract(RawValue::from_string(json.to_string()).unwrap()).unwrap()
     }
 
     #[test]
@@ -176,7 +296,7 @@ mod tests {
         );
         assert_eq!(r.after_sale_id, "7300000000000000001");
         assert_eq!(r.order_id.as_deref(), Some("1077940305329948933"));
-        assert_eq!(r.account_id, "7000000000000000001");
+        assert_eq!(r.account_id.as_deref(), Some("7000000000000000001"));
         assert_eq!((r.status, r.refund_type), (Some(50), Some(1)));
         assert_eq!(r.create_time, Some(1706164312));
         assert_eq!(r.update_time, Some(1706164400));
@@ -190,51 +310,53 @@ mod tests {
     }
 
     #[test]
-    fn the_queried_account_stands_in_for_a_missing_merchant_account_id() {
+    fn a_missing_merchant_account_id_is_left_to_the_queried_account() {
         let r = row(r#"{"after_sale_id":5,"merchant_account_id":""}"#);
-        assert_eq!(
-            (r.after_sale_id.as_str(), r.account_id.as_str()),
-            ("5", "q")
-        );
+        assert_eq!((r.after_sale_id.as_str(), r.account_id), ("5", None));
     }
 
     #[test]
-    fn a_refund_without_an_id_is_rejected_with_its_reason() {
-        let e = extract(
-            RawValue::from_string(r#"{"order_id":"1"}"#.into()).unwrap(),
-            "q",
-        );
+    fn a_refund_without_an_id_is_refused_with_its_reason() {
+        let e = extract(RawValue::from_string(r#"{"order_id":"1"}"#.into()).unwrap());
         assert!(e.unwrap_err().contains("without after_sale_id"));
-        assert!(extract(RawValue::from_string("[1]".into()).unwrap(), "q").is_err());
+        assert!(extract(RawValue::from_string("[1]".into()).unwrap()).is_err());
     }
 
     #[test]
-    fn the_page_says_where_to_go_next() {
-        let p: Page = serde_json::from_str(
-            r#"{"after_sale_order_list":[{"after_sale_id":"1"}],"cursor":"c2","has_more":true}"#,
+    fn pages_follow_data_cursor_while_has_more() {
+        let p = read_page(
+            r#"{"data":{"after_sale_order_list":[{"after_sale_id":"1"}],"cursor":"c2","has_more":true},"extra":{}}"#,
         )
         .unwrap();
         assert_eq!(
-            (p.cursor().as_deref(), p.has_more()),
-            (Some("c2"), Some(true))
+            (p.rows.len(), p.next, p.total),
+            (1, Next::Cursor("c2".into()), None)
         );
-        assert_eq!(p.records().len(), 1);
-        let p: Page = serde_json::from_str(r#"{"cursor":17,"has_more":"false"}"#).unwrap();
-        assert_eq!(
-            (p.cursor().as_deref(), p.has_more()),
-            (Some("17"), Some(false))
+        let p = read_page(r#"{"data":{"cursor":17,"has_more":"false"}}"#).unwrap();
+        assert_eq!((p.rows.len(), p.next), (0, Next::Done));
+        assert!(read_page(r#"{"data":{"has_more":true}}"#).is_err());
+        assert!(read_page(r#"{"data":{"after_sale_order_list":[{"order_id":"1"}]}}"#).is_err());
+        // No has_more: a full page with a cursor goes on, a short one ends.
+        let list: Vec<String> = (0..100)
+            .map(|i| format!(r#"{{"after_sale_id":"{i}"}}"#))
+            .collect();
+        let full = format!(
+            r#"{{"data":{{"after_sale_order_list":[{}],"cursor":"x"}}}}"#,
+            list.join(",")
         );
-        assert!(p.records().is_empty());
-        let p: Page = serde_json::from_str("{}").unwrap();
-        assert_eq!((p.cursor(), p.has_more()), (None, None));
+        assert_eq!(read_page(&full).unwrap().next, Next::Cursor("x".into()));
+        let short = r#"{"data":{"after_sale_order_list":[{"after_sale_id":"1"}],"cursor":"x"}}"#;
+        assert_eq!(read_page(short).unwrap().next, Next::Done);
     }
 
     #[test]
-    fn page_size_is_capped_and_the_window_is_by_completion_time() {
-        let p = params("a", 10, 20, "0", 500);
+    fn a_day_is_asked_by_completion_time_100_at_a_time() {
+        let p = Refunds::request("a", Span { start: 10, end: 20 }, None);
         assert!(p.contains(&("page_size", "100".to_string())));
         assert!(p.contains(&("refund_done_start_time", "10".to_string())));
         assert!(p.contains(&("refund_done_end_time", "20".to_string())));
         assert!(p.contains(&("cursor", "0".to_string())));
+        let p = Refunds::request("a", Span { start: 10, end: 20 }, Some("c9"));
+        assert!(p.contains(&("cursor", "c9".to_string())));
     }
 }

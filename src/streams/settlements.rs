@@ -1,31 +1,29 @@
 //! Stream `settlements`: the settlement ledger (账单), `GET /goodlife/v1/settle/ledger/query/`
 //! (douyin-api.md §9), into the table `settlements`.
 //!
-//! A day is one `bill_date` (`YYYY-MM-DD`, the Asia/Shanghai day), paged by the answer's
-//! `data.cursor` while `data.has_more` (`size` ≤ 50). A bill date is a natural unit: each read
-//! replaces that account's rows of that date (a record no longer answered is removed), so the
-//! table mirrors the ledger even when the platform drops or reverses a record. This file owns
-//! what differs about the ledger: the request, the answer's shape and how a record becomes a row.
+//! What differs from the other streams: a day is one `bill_date` (`YYYY-MM-DD`, the Asia/Shanghai
+//! day), paged by the answer's `data.cursor` while `data.has_more` (`size` ≤ 50). A bill date is
+//! a natural unit: each read replaces that account's rows of that date in the day's transaction
+//! (a record no longer answered is removed), so the table mirrors the ledger even when the
+//! platform drops or reverses a record. A ledger record appears about an hour after the
+//! verification it settles, so the incremental mode re-reads `SETTLE_LOOKBACK_DAYS` (default 2)
+//! bill dates before its checkpoint: the hour's delay pushes a late evening's records past
+//! midnight, and a second day covers a skipped scheduler run or a platform delay many times the
+//! documented hour, for two or three requests a run.
 
-use crate::lenient::{epoch, first, int, text};
+use super::{bool_of, int_of, text_of, Next, Page, Stream};
+use crate::config::Config;
+use crate::douyin::Answer;
+use crate::store::DayWrite;
+use crate::window::{local_date, Span};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// The endpoint's path.
-pub const PATH: &str = "/goodlife/v1/settle/ledger/query/";
-/// The largest `size` the endpoint takes (documented for its detailed sibling).
-pub const MAX_PAGE_SIZE: u32 = 50;
-/// Documented limit: 20 requests a second (for the detailed variant; §10).
-pub const DOCUMENTED_QPS: u32 = 20;
-/// Default budget: safely under the documented 20/s.
-pub const DEFAULT_QPS: u32 = 15;
-/// Default number of past bill dates an incremental run reads again besides today's. A ledger
-/// record appears about an hour after the verification it settles (§9), so a verification late
-/// on one day is booked after midnight; the job may also not have run for a while. Re-reading
-/// the 3 dates before today's catches records that arrive late by up to three days, and costs
-/// a few requests a run.
-pub const DEFAULT_LOOKBACK_DAYS: u32 = 3;
+/// Records per page: the most the endpoint takes.
+pub const PAGE_SIZE: u32 = 50;
+
+pub struct Settlements;
 
 /// One ledger record as the `settlements` table stores it (`account_id` and `bill_date` come
 /// from the request: the unit a bill date is replaced in).
@@ -54,46 +52,54 @@ pub struct LedgerRow {
     pub raw: Box<RawValue>,
 }
 
-/// The query string of one request.
-pub fn params(
-    account_id: &str,
-    bill_date: &str,
-    cursor: &str,
-    size: u32,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("account_id", account_id.to_string()),
-        ("bill_date", bill_date.to_string()),
-        ("cursor", cursor.to_string()),
-        ("size", size.min(MAX_PAGE_SIZE).to_string()),
-    ]
+/// The first of `keys` present and not null in `object`, for fields callers spell two ways.
+fn first<'a>(object: Option<&'a Value>, keys: &[&str]) -> Option<&'a Value> {
+    let object = object?.as_object()?;
+    keys.iter()
+        .filter_map(|k| object.get(*k))
+        .find(|v| !v.is_null())
+}
+
+#[derive(Deserialize)]
+struct Body {
+    data: Data,
 }
 
 /// `data` of an answer.
-#[derive(Debug, Deserialize)]
-pub struct Page {
+#[derive(Deserialize)]
+struct Data {
     #[serde(default)]
-    pub ledger_records: Option<Vec<Box<RawValue>>>,
+    ledger_records: Option<Vec<Box<RawValue>>>,
     #[serde(default)]
     cursor: Option<Value>,
     #[serde(default)]
     has_more: Option<Value>,
 }
 
-impl Page {
-    /// The next request's cursor: `data.cursor`, a string or a number.
-    pub fn cursor(&self) -> Option<String> {
-        text(self.cursor.as_ref())
+/// Read an answer: its records, and the next cursor while `has_more` (without `has_more`, never
+/// seen, a full page with a cursor asks for the next one; an empty page ends the day).
+pub fn read_page(text: &str) -> Result<Page<LedgerRow>, String> {
+    let body: Body =
+        serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
+    let cursor = text_of(body.data.cursor.as_ref());
+    let has_more = bool_of(body.data.has_more.as_ref());
+    let raws = body.data.ledger_records.unwrap_or_default();
+    let full = raws.len() >= PAGE_SIZE as usize;
+    let mut rows = Vec::with_capacity(raws.len());
+    for raw in raws {
+        rows.push(extract(raw)?);
     }
-
-    /// `data.has_more`; `None` when absent or unreadable.
-    pub fn has_more(&self) -> Option<bool> {
-        crate::lenient::boolean(self.has_more.as_ref())
-    }
-
-    pub fn records(self) -> Vec<Box<RawValue>> {
-        self.ledger_records.unwrap_or_default()
-    }
+    let next = match (has_more, cursor) {
+        (Some(true), Some(c)) => Next::Cursor(c),
+        (Some(true), None) => return Err("has_more is true but there is no data.cursor".into()),
+        (None, Some(c)) if full => Next::Cursor(c),
+        _ => Next::Done,
+    };
+    Ok(Page {
+        rows,
+        total: None,
+        next,
+    })
 }
 
 #[derive(Deserialize)]
@@ -120,8 +126,8 @@ struct Fields {
     amount: Option<Value>,
 }
 
-/// Read the columns of one ledger record. `Err` (with the reason, for the quarantine) only when
-/// it is not an object or has no usable `ledger_id`.
+/// Read the columns of one ledger record. `Err` (with the reason) only when it is not an object
+/// or has no usable `ledger_id`.
 pub fn extract(raw: Box<RawValue>) -> Result<LedgerRow, String> {
     // serde would read a JSON array positionally into the fields: only an object is a record.
     if !raw.get().trim_start().starts_with('{') {
@@ -132,22 +138,23 @@ pub fn extract(raw: Box<RawValue>) -> Result<LedgerRow, String> {
     }
     let f: Fields = serde_json::from_str(raw.get())
         .map_err(|e| format!("a ledger record that is not a JSON object ({e})"))?;
-    let ledger_id = text(f.ledger_id.as_ref())
+    let ledger_id = text_of(f.ledger_id.as_ref())
         .ok_or_else(|| format!("a ledger record without ledger_id: {}", prefix(&raw)))?;
     let certificate = f.certificate.as_ref();
     let amount = f.amount.as_ref();
     // `amount.goods` in the published samples; `goods_amount` is how callers name the column.
-    let fen = |keys: &[&str]| int(first(amount, keys));
+    let fen = |keys: &[&str]| int_of(first(amount, keys));
     Ok(LedgerRow {
         ledger_id,
-        order_id: text(f.order_id.as_ref()),
-        item_order_id: text(f.item_order_id.as_ref()),
-        certificate_id: text(first(certificate, &["certificate_id"])),
-        code: text(first(certificate, &["code"])),
-        sku_id: text(first(f.goods.as_ref(), &["sku_id"])).or_else(|| text(f.sku_id.as_ref())),
-        poi_id: text(f.poi_id.as_ref()),
-        ledger_time: epoch(f.ledger_time.as_ref()),
-        status: int(f.status.as_ref()),
+        order_id: text_of(f.order_id.as_ref()),
+        item_order_id: text_of(f.item_order_id.as_ref()),
+        certificate_id: text_of(first(certificate, &["certificate_id"])),
+        code: text_of(first(certificate, &["code"])),
+        sku_id: text_of(first(f.goods.as_ref(), &["sku_id"]))
+            .or_else(|| text_of(f.sku_id.as_ref())),
+        poi_id: text_of(f.poi_id.as_ref()),
+        ledger_time: int_of(f.ledger_time.as_ref()).filter(|t| *t > 0),
+        status: int_of(f.status.as_ref()),
         original_amount: fen(&["original", "original_amount"]),
         pay_amount: fen(&["pay", "pay_amount"]),
         coupon_pay_amount: fen(&["coupon_pay", "coupon_pay_amount"]),
@@ -155,6 +162,139 @@ pub fn extract(raw: Box<RawValue>) -> Result<LedgerRow, String> {
         goods_amount: fen(&["goods", "goods_amount"]),
         raw,
     })
+}
+
+impl Stream for Settlements {
+    type Row = LedgerRow;
+    const NAME: &'static str = "settlements";
+    const NOUN: &'static str = "ledger record";
+    const ENDPOINT: &'static str = "/goodlife/v1/settle/ledger/query/";
+    const TIME_FIELD: &'static str = "bill_date";
+
+    fn budget(config: &Config) -> u32 {
+        config.settle_qps()
+    }
+
+    fn lookback_secs(config: &Config) -> i64 {
+        config.settle_lookback_secs()
+    }
+
+    /// The day's bill date is the Asia/Shanghai date of its start (a partial first or last day
+    /// of a window still reads its whole date).
+    fn request(account_id: &str, span: Span, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+        vec![
+            ("account_id", account_id.to_string()),
+            ("bill_date", local_date(span.start)),
+            ("cursor", cursor.unwrap_or("0").to_string()),
+            ("size", PAGE_SIZE.to_string()),
+        ]
+    }
+
+    fn page(answer: &Answer) -> Result<Page<LedgerRow>, String> {
+        read_page(&answer.text)
+    }
+
+    fn key(row: &LedgerRow) -> &str {
+        &row.ledger_id
+    }
+
+    /// Replace the account's rows of the bill date: delete those not answered any more, upsert
+    /// the answered ones (changed rows only), in the day's transaction.
+    fn write(
+        tx: &mut postgres::Transaction<'_>,
+        account_id: &str,
+        span: Span,
+        rows: &[LedgerRow],
+    ) -> Result<DayWrite, postgres::Error> {
+        let bill_date = local_date(span.start);
+        macro_rules! column {
+            ($field:ident) => {
+                rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+            };
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.ledger_id.as_str()).collect();
+        let raws: Vec<&str> = rows.iter().map(|r| r.raw.get()).collect();
+        let removed = tx.execute(
+            "DELETE FROM settlements
+              WHERE account_id = $1 AND bill_date = CAST($2::text AS date)
+                AND NOT (ledger_id = ANY($3::text[]))",
+            &[&account_id, &bill_date, &ids],
+        )?;
+        if removed > 0 {
+            log::info!(
+                stream = "settlements", day = bill_date.as_str(), account = account_id, removed = removed;
+                "settlements {bill_date} of account {account_id}: {removed} ledger record(s) no longer answered, removed"
+            );
+        }
+        if rows.is_empty() {
+            return Ok(DayWrite::default());
+        }
+        let row = tx.query_one(
+            "WITH up AS (
+                 INSERT INTO settlements AS s (ledger_id, account_id, bill_date, order_id,
+                        item_order_id, certificate_id, code, sku_id, poi_id, ledger_time, status,
+                        original_amount, pay_amount, coupon_pay_amount, merchant_ticket_amount,
+                        goods_amount, raw_data, sync_time)
+                 SELECT ledger_id, $1, CAST($2::text AS date), order_id, item_order_id,
+                        certificate_id, code, sku_id, poi_id, to_timestamp(ledger_time), status,
+                        original_amount / 100.0, pay_amount / 100.0, coupon_pay_amount / 100.0,
+                        merchant_ticket_amount / 100.0, goods_amount / 100.0, raw::jsonb, now()
+                   FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                               $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[],
+                               $13::int8[], $14::int8[], $15::int8[], $16::int8[], $17::text[])
+                        AS r(ledger_id, order_id, item_order_id, certificate_id, code, sku_id,
+                             poi_id, ledger_time, status, original_amount, pay_amount,
+                             coupon_pay_amount, merchant_ticket_amount, goods_amount, raw)
+                 ON CONFLICT (ledger_id) DO UPDATE SET
+                        account_id = EXCLUDED.account_id,
+                        bill_date = EXCLUDED.bill_date,
+                        order_id = EXCLUDED.order_id,
+                        item_order_id = EXCLUDED.item_order_id,
+                        certificate_id = EXCLUDED.certificate_id,
+                        code = EXCLUDED.code,
+                        sku_id = EXCLUDED.sku_id,
+                        poi_id = EXCLUDED.poi_id,
+                        ledger_time = EXCLUDED.ledger_time,
+                        status = EXCLUDED.status,
+                        original_amount = EXCLUDED.original_amount,
+                        pay_amount = EXCLUDED.pay_amount,
+                        coupon_pay_amount = EXCLUDED.coupon_pay_amount,
+                        merchant_ticket_amount = EXCLUDED.merchant_ticket_amount,
+                        goods_amount = EXCLUDED.goods_amount,
+                        raw_data = EXCLUDED.raw_data,
+                        sync_time = EXCLUDED.sync_time
+                  WHERE s.raw_data IS DISTINCT FROM EXCLUDED.raw_data
+                     OR s.account_id IS DISTINCT FROM EXCLUDED.account_id
+                     OR s.bill_date IS DISTINCT FROM EXCLUDED.bill_date
+                 RETURNING (xmax = 0) AS inserted
+             )
+             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+            &[
+                &account_id,
+                &bill_date,
+                &ids,
+                &column!(order_id),
+                &column!(item_order_id),
+                &column!(certificate_id),
+                &column!(code),
+                &column!(sku_id),
+                &column!(poi_id),
+                &column!(ledger_time),
+                &column!(status),
+                &column!(original_amount),
+                &column!(pay_amount),
+                &column!(coupon_pay_amount),
+                &column!(merchant_ticket_amount),
+                &column!(goods_amount),
+                &raws,
+            ],
+        )?;
+        Ok(DayWrite {
+            orders: rows.len() as u64,
+            inserted: row.get::<_, i64>(0) as u64,
+            updated: row.get::<_, i64>(1) as u64,
+        })
+    }
 }
 
 /// The start of a record, to name it in a rejection.
@@ -226,18 +366,42 @@ mod tests {
     }
 
     #[test]
-    fn the_page_says_where_to_go_next_and_size_is_capped() {
-        let p: Page = serde_json::from_str(
-            r#"{"ledger_records":[{"ledger_id":"1"},{"ledger_id":"2"}],"cursor":"2","has_more":false}"#,
+    fn pages_follow_data_cursor_while_has_more() {
+        let p = read_page(
+            r#"{"data":{"ledger_records":[{"ledger_id":"1"},{"ledger_id":"2"}],"cursor":"2","has_more":true}}"#,
         )
         .unwrap();
-        assert_eq!(
-            (p.cursor().as_deref(), p.has_more()),
-            (Some("2"), Some(false))
+        assert_eq!((p.rows.len(), p.next), (2, Next::Cursor("2".into())));
+        let p =
+            read_page(r#"{"data":{"ledger_records":[],"cursor":"2","has_more":false}}"#).unwrap();
+        assert_eq!((p.rows.len(), p.next), (0, Next::Done));
+        assert!(read_page(r#"{"data":{"has_more":1}}"#).is_err());
+    }
+
+    #[test]
+    fn a_day_is_its_shanghai_bill_date_50_at_a_time() {
+        // 2026-11-30 00:00 UTC+8 is 2026-11-29 16:00 UTC.
+        let start = 1_795_968_000;
+        let q = Settlements::request(
+            "a",
+            Span {
+                start,
+                end: start + 86_400,
+            },
+            None,
         );
-        assert_eq!(p.records().len(), 2);
-        let q = params("a", "2026-11-30", "0", 100);
-        assert!(q.contains(&("size", "50".to_string())));
         assert!(q.contains(&("bill_date", "2026-11-30".to_string())));
+        assert!(q.contains(&("size", "50".to_string())));
+        assert!(q.contains(&("cursor", "0".to_string())));
+        let q = Settlements::request(
+            "a",
+            Span {
+                start: start + 86_399,
+                end: start + 86_400,
+            },
+            Some("c"),
+        );
+        assert!(q.contains(&("bill_date", "2026-11-30".to_string())));
+        assert!(q.contains(&("cursor", "c".to_string())));
     }
 }

@@ -307,6 +307,24 @@ fn sync_all(
             ),
         })
         .collect();
+    // The orders stream first (the summary of earlier versions, unchanged), then the others.
+    let orders_part = if config.streams().contains(&StreamKind::Orders) {
+        format!(
+            "{}, {} ({} new, {} changed), {}, ",
+            sync::count(totals.days as u64, "day"),
+            sync::count(totals.orders, "order"),
+            totals.inserted,
+            totals.updated,
+            sync::count(totals.pages, "page"),
+        )
+    } else {
+        String::new()
+    };
+    let rate_part = if config.streams().contains(&StreamKind::Orders) {
+        format!(", {rate:.0} orders/s")
+    } else {
+        String::new()
+    };
     let streams_part: String = stream_totals
         .iter()
         .map(|(k, t)| {
@@ -325,13 +343,8 @@ fn sync_all(
         summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
         updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
         seconds = seconds;
-        "{}: {}, {} ({} new, {} changed), {}, {}, {}, {}, {seconds:.1} s, {rate:.0} orders/s{streams_part}{}",
+        "{}: {orders_part}{}, {}, {}, {seconds:.1} s{rate_part}{streams_part}{}",
         if worst.is_some() { "finished with errors" } else { "done" },
-        sync::count(totals.days as u64, "day"),
-        sync::count(totals.orders, "order"),
-        totals.inserted,
-        totals.updated,
-        sync::count(totals.pages, "page"),
         sync::count(requests, "request"),
         sync::count(retries, "retry"),
         sync::count(tokens, "token"),

@@ -10,7 +10,7 @@ use crate::config::{Config, WindowSpec};
 use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
 use crate::stop::Stop;
-use crate::store::{RunRecord, Store};
+use crate::store::{OrdersLayout, RunRecord, Store};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
@@ -31,7 +31,16 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
             config.legacy_variables().join(" and ")
         );
     }
+    // The token first: a wrong API_BASE_URL (a path that answers 404) is a configuration error
+    // that must stop the run before anything is written. Other token failures (77, 75) are
+    // recorded in sync_runs like any failed run.
+    let douyin = Arc::new(Douyin::new(config, stop.clone()));
+    let authenticated = match douyin.authenticate() {
+        Err(e @ (Error::Config(_) | Error::Interrupted(_))) => return Err(e),
+        other => other,
+    };
     let mut store = Store::connect(config.database())?;
+    store.check_access()?;
     for done in store.migrate()? {
         log::info!("{done}");
     }
@@ -41,7 +50,8 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
         config.time_field().key(),
     )?;
     let mut record = RunRecord::default();
-    let result = sync_accounts(config, stop, &mut store, &mut record);
+    let result = authenticated
+        .and_then(|()| sync_accounts(config, &douyin, stop, &mut store, &mut record));
     record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
     record.error = result.as_ref().err().map(Error::to_string);
     if store.is_closed() {
@@ -57,14 +67,13 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
 
 fn sync_accounts(
     config: &Config,
+    douyin: &Arc<Douyin>,
     stop: &Stop,
     store: &mut Store,
     record: &mut RunRecord,
 ) -> Result<(), Error> {
     let started = Instant::now();
     stop.check()?;
-    let douyin = Arc::new(Douyin::new(config, stop.clone()));
-    douyin.authenticate()?;
     let now = sync::now_epoch();
     let mut worst: Option<Error> = None;
     let mut totals = AccountStats::default();
@@ -74,7 +83,7 @@ fn sync_accounts(
             *store = Store::connect(config.database())?;
         }
         let mut stats = AccountStats::default();
-        let result = sync_account(config, &douyin, store, account, now, stop, &mut stats);
+        let result = sync_account(config, douyin, store, account, now, stop, &mut stats);
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
                 Some((a, b)) => (a.min(start), b.max(end)),
@@ -107,7 +116,7 @@ fn sync_accounts(
             }
         }
     }
-    let (requests, retries, tokens) = sync::request_counts(&douyin);
+    let (requests, retries, tokens) = sync::request_counts(douyin);
     let seconds = started.elapsed().as_secs_f64();
     let rate = totals.orders as f64 / seconds.max(0.001);
     record.days = totals.days as i64;
@@ -207,14 +216,21 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .unwrap_or_default()
     );
     let mut store = Store::connect(config.database())?;
+    store.check_access()?;
+    let layout = store.orders_layout()?;
     let pending = store.pending_migrations()?;
     println!(
-        "database: connected to {}; {}",
+        "database: connected to {}; {}{}",
         config.database().masked_url(),
         if pending.is_empty() {
             "schema up to date".to_string()
         } else {
             format!("migrations a run would apply: {}", pending.join(", "))
+        },
+        if layout == OrdersLayout::Python {
+            "; the Python tool's orders table, which a run adopts in place"
+        } else {
+            ""
         }
     );
     let douyin = Douyin::new(config, stop.clone());

@@ -14,6 +14,13 @@ use crate::store::{OrdersLayout, RunRecord, Store};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
+
+/// `println!` that never panics on a closed stdout (see [`crate::out`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 use std::time::Instant;
 
 fn mode(config: &Config) -> &'static str {
@@ -208,7 +215,7 @@ fn sync_account(
 /// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
 /// the plan; write nothing. Exit codes as a real run.
 pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
-    println!(
+    say!(
         "configuration: ok{}",
         config
             .env_file()
@@ -219,7 +226,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     store.check_access()?;
     let layout = store.orders_layout()?;
     let pending = store.pending_migrations()?;
-    println!(
+    say!(
         "database: connected to {}; {}{}",
         config.database().masked_url(),
         if pending.is_empty() {
@@ -235,7 +242,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     );
     let douyin = Douyin::new(config, stop.clone());
     douyin.authenticate()?;
-    println!("douyin: client token ok from {}", config.api_base());
+    say!("douyin: client token ok from {}", config.api_base());
     let now = sync::now_epoch();
     let has_checkpoints = store.has_checkpoints()?;
     for account in config.accounts() {
@@ -246,9 +253,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             None
         };
         let plan = sync::plan(config, key, checkpoint, now);
-        println!("account {account}: {}", describe_plan(config, &plan));
+        say!("account {account}: {}", describe_plan(config, &plan));
         match checkpoint {
-            Some(c) => println!(
+            Some(c) => say!(
                 "  checkpoint: synced until {}{}",
                 window::format_local(c.synced_until),
                 if c.range_done {
@@ -257,7 +264,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                     ""
                 }
             ),
-            None => println!("  checkpoint: none yet"),
+            None => say!("  checkpoint: none yet"),
         }
         if let Some(day) = plan.days.first() {
             let page = douyin.query_orders(&OrderQuery {
@@ -269,7 +276,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 order_status: config.order_status(),
                 get_secret_number: config.get_secret_number(),
             })?;
-            println!(
+            say!(
                 "  first day {}: Douyin reports {} orders ({} in the first page)",
                 day.date,
                 page.total,
@@ -277,6 +284,6 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             );
         }
     }
-    println!("check: ok, nothing written");
+    say!("check: ok, nothing written");
     Ok(())
 }

@@ -176,6 +176,14 @@ impl Store {
         Ok(Store { client, masked_url })
     }
 
+    /// Name the session in `pg_stat_activity` (e.g. the staging connection apart from the run's).
+    pub fn set_application_name(&mut self, name: &str) -> Result<(), Error> {
+        self.client
+            .execute("SELECT set_config('application_name', $1, false)", &[&name])
+            .map(|_| ())
+            .map_err(self.err("session settings"))
+    }
+
     /// Whether this connection is encrypted (TLS), as the server sees it.
     pub fn ssl_in_use(&mut self) -> Result<bool, Error> {
         let row = self

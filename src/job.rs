@@ -38,16 +38,16 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
             config.legacy_variables().join(" and ")
         );
     }
-    // The token first: a wrong API_BASE_URL (a path that answers 404) is a configuration error
-    // that must stop the run before anything is written. Other token failures (77, 75) are
-    // recorded in sync_runs like any failed run.
+    // Nothing is written before the database's rights are known and the token call has shown
+    // that API_BASE_URL is Douyin (a path answering 404 is a configuration error). Other token
+    // failures (77, 75) are recorded in sync_runs like any failed run.
+    let mut store = Store::connect(config.database())?;
+    store.check_access()?;
     let douyin = Arc::new(Douyin::new(config, stop.clone()));
     let authenticated = match douyin.authenticate() {
         Err(e @ (Error::Config(_) | Error::Interrupted(_))) => return Err(e),
         other => other,
     };
-    let mut store = Store::connect(config.database())?;
-    store.check_access()?;
     for done in store.migrate()? {
         log::info!("{done}");
     }

@@ -426,13 +426,19 @@ fn check_base_url(url: &str) -> Result<(), String> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (addr, after) = v6.split_once(']').ok_or("has an unclosed [ in its host")?;
         if addr.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err(format!("has {addr:?} in brackets, which is not an IPv6 address"));
+            return Err(format!(
+                "has {addr:?} in brackets, which is not an IPv6 address"
+            ));
         }
         match after {
             "" => (addr, None),
             _ => (
                 addr,
-                Some(after.strip_prefix(':').ok_or("has text after its IPv6 address")?),
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("has text after its IPv6 address")?,
+                ),
             ),
         }
     } else {
@@ -442,7 +448,9 @@ fn check_base_url(url: &str) -> Result<(), String> {
         }
     };
     if let Some(port) = port {
-        if !port.bytes().all(|b| b.is_ascii_digit()) || !matches!(port.parse::<u32>(), Ok(1..=65535)) {
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(port.parse::<u32>(), Ok(1..=65535))
+        {
             return Err(format!("has the port {port:?}: expected a number 1-65535"));
         }
     }
@@ -456,10 +464,14 @@ fn check_base_url(url: &str) -> Result<(), String> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if !host_ok {
-        return Err(format!("has the host {host:?}, which is not a host name or an address"));
+        return Err(format!(
+            "has the host {host:?}, which is not a host name or an address"
+        ));
     }
     Ok(())
 }
@@ -881,9 +893,21 @@ mod tests {
 
     #[test]
     fn an_account_id_is_digits_only() {
-        for bad in ["abc", "7000'", "\"7000\"", "７０００", "7000 1", "1e5", "-1", "123456789012345678901"] {
+        for bad in [
+            "abc",
+            "7000'",
+            "\"7000\"",
+            "７０００",
+            "7000 1",
+            "1e5",
+            "-1",
+            "123456789012345678901",
+        ] {
             let e = err(&[("ACCOUNT_ID", bad)]);
-            assert!(e.contains("ACCOUNT_ID") && e.contains("not an account id"), "{bad}: {e}");
+            assert!(
+                e.contains("ACCOUNT_ID") && e.contains("not an account id"),
+                "{bad}: {e}"
+            );
         }
         let c = Config::from_sources(&sources(&[("ACCOUNT_ID", "7000000000000000001")])).unwrap();
         assert_eq!(c.accounts(), ["7000000000000000001".to_string()]);

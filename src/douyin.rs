@@ -804,9 +804,7 @@ fn exchange(
         {
             return Err(CallError::BadUrl(transport_message(&t)))
         }
-        Err(ureq::Error::Transport(t)) => {
-            return Err(CallError::Transport(transport_message(&t)))
-        }
+        Err(ureq::Error::Transport(t)) => return Err(CallError::Transport(transport_message(&t))),
     };
     let logid = response.header("x-tt-logid").map(str::to_string);
     let mut text = String::new();

@@ -57,8 +57,8 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
         config.time_field().key(),
     )?;
     let mut record = RunRecord::default();
-    let result = authenticated
-        .and_then(|()| sync_accounts(config, &douyin, stop, &mut store, &mut record));
+    let result =
+        authenticated.and_then(|()| sync_accounts(config, &douyin, stop, &mut store, &mut record));
     record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
     record.error = result.as_ref().err().map(Error::to_string);
     if store.is_closed() {

@@ -146,10 +146,17 @@ fn filter_problem(spec: &str) -> Option<String> {
         let w = w.trim();
         !w.is_empty()
             && w.split("::").all(|part| {
-                !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             })
     };
-    for directive in directives.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
         match directive.split_once('=') {
             Some((target, _)) if !is_target(target) => {
                 return Some(format!("{target:?} is not a module path"));
@@ -196,7 +203,14 @@ mod tests {
         ] {
             assert_eq!(filter_problem(good), None, "{good}");
         }
-        for bad in ["verbose", "infoo", "douyin_order_sync=loud", "=info", "a b=info", "ureq"] {
+        for bad in [
+            "verbose",
+            "infoo",
+            "douyin_order_sync=loud",
+            "=info",
+            "a b=info",
+            "ureq",
+        ] {
             assert!(filter_problem(bad).is_some(), "{bad}");
         }
     }

@@ -246,7 +246,8 @@ impl Store {
                 "DB_URL ({masked}): the database is read-only for role {role} (transaction_read_only is on: default_transaction_read_only is set for the database or the role, or this is a standby); the job must write"
             )));
         }
-        if row.get::<_, Option<bool>>(3) != Some(true) || row.get::<_, Option<bool>>(4) != Some(true)
+        if row.get::<_, Option<bool>>(3) != Some(true)
+            || row.get::<_, Option<bool>>(4) != Some(true)
         {
             return Err(Error::config(format!(
                 "DB_URL ({masked}): role {role} may not create tables in schema {schema} (each day is staged in a table of its own): GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}"
@@ -293,7 +294,11 @@ impl Store {
                 "DB_URL ({masked}): role {role} lacks USAGE on the sequence of sync_runs.id (GRANT USAGE ON SEQUENCE sync_runs_id_seq TO {role})"
             )));
         }
-        if self.pending_migrations()?.iter().any(|m| m == "0001_orders") {
+        if self
+            .pending_migrations()?
+            .iter()
+            .any(|m| m == "0001_orders")
+        {
             let owner: Option<bool> = self
                 .client
                 .query_one(
@@ -525,7 +530,10 @@ impl Store {
             .map_err(err)?;
         writer.write_all(&buf).map_err(|e| {
             // The server's own error (a full disk, a killed session) travels inside the I/O error.
-            match e.get_ref().and_then(|i| i.downcast_ref::<postgres::Error>()) {
+            match e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<postgres::Error>())
+            {
                 Some(pg) => db_error(&masked, "stage orders", pg),
                 None => Error::Database(format!("stage orders ({masked}): {e}")),
             }
@@ -802,7 +810,10 @@ fn layout_problem(columns: &[Column], layout: &[(&str, &[&str])]) -> Option<Stri
         match columns.iter().find(|(c, _, _)| c == name) {
             None => return Some(format!("it has no column {name}")),
             Some((_, t, _)) if !types.contains(&t.as_str()) => {
-                return Some(format!("its column {name} is {t}, not {}", types.join(" or ")))
+                return Some(format!(
+                    "its column {name} is {t}, not {}",
+                    types.join(" or ")
+                ))
             }
             Some(_) => {}
         }
@@ -1033,7 +1044,10 @@ mod tests {
             assert_eq!(class(bug), "bug", "{bug}");
         }
         let read_only = by_sqlstate("25006", "postgres://u:***@h/d", "x".into()).to_string();
-        assert!(read_only.contains("default_transaction_read_only"), "{read_only}");
+        assert!(
+            read_only.contains("default_transaction_read_only"),
+            "{read_only}"
+        );
     }
 
     #[test]

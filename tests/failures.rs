@@ -162,7 +162,11 @@ fn too_many_connections_for_the_role_ends_with_75_at_once_without_fetching_again
         ))
         .unwrap();
     let url = w.db.url().replacen("postgres@", &format!("{role}@"), 1);
-    assert_ne!(url, w.db.url(), "TEST_DATABASE_URL must name the user postgres");
+    assert_ne!(
+        url,
+        w.db.url(),
+        "TEST_DATABASE_URL must name the user postgres"
+    );
     let out = run_within(
         w.range_cmd("2024-03-01", "2024-03-02")
             .env("DB_URL", &url)
@@ -179,11 +183,11 @@ fn too_many_connections_for_the_role_ends_with_75_at_once_without_fetching_again
     let (total, repeated) = queries(&w);
     eprintln!("too many connections: {total} order queries, {repeated} repeated");
     assert_eq!(repeated, 0, "{}", out.report());
-    // The database goes back to postgres so that TestDb can drop it; the role stays unused.
     admin
         .batch_execute(&format!(
-            "ALTER DATABASE {} OWNER TO postgres",
-            quote_ident(w.db.name())
+            "ALTER DATABASE {db} OWNER TO postgres; DROP OWNED BY {r}; DROP ROLE {r};",
+            r = quote_ident(&role),
+            db = quote_ident(w.db.name()),
         ))
         .unwrap();
 }
@@ -219,15 +223,21 @@ fn killing_the_staging_session_mid_run_never_hangs_the_run() {
                 .unwrap()
                 .get(0);
         }
-        let out = child
-            .wait_timeout(BOUND)
-            .unwrap_or_else(|| panic!("attempt {attempt}: hung after its staging session was killed: {command}"));
-        assert!(killed > 0, "attempt {attempt}: no staging session found\n{}", out.report());
+        let out = child.wait_timeout(BOUND).unwrap_or_else(|| {
+            panic!("attempt {attempt}: hung after its staging session was killed: {command}")
+        });
+        assert!(
+            killed > 0,
+            "attempt {attempt}: no staging session found\n{}",
+            out.report()
+        );
         match out.code {
             Some(0) => assert_exact(&w, &served),
             Some(75) => {
                 // Whatever is committed is whole days; the rerun completes it.
-                w.range_cmd("2024-03-01", "2024-03-04").run().expect_success();
+                w.range_cmd("2024-03-01", "2024-03-04")
+                    .run()
+                    .expect_success();
                 assert_exact(&w, &served);
             }
             _ => panic!("attempt {attempt}: expected 0 or 75\n{}", out.report()),
@@ -292,16 +302,16 @@ fn a_role_without_the_rights_it_needs_is_a_configuration_error_naming_them() {
     let w = World::new("no_rights");
     w.seed_days(MARCH_1, 1, 5);
     // The tables exist (an administrator ran the job once).
-    w.range_cmd("2024-03-01", "2024-03-01").run().expect_success();
+    w.range_cmd("2024-03-01", "2024-03-01")
+        .run()
+        .expect_success();
     let role = format!("dos_reader_{}", std::process::id());
     w.db.client()
         .batch_execute(&format!(
             "DROP ROLE IF EXISTS {r}; CREATE ROLE {r} LOGIN;",
             r = quote_ident(&role)
         ))
-        .unwrap_or_else(|_| {
-            // Left with privileges by an earlier run of this pid: keep it.
-        });
+        .unwrap();
     let url = w.db.url().replacen("postgres@", &format!("{role}@"), 1);
     let run_as = |check: bool| {
         let mut cmd = w.range_cmd("2024-03-01", "2024-03-01").env("DB_URL", &url);
@@ -331,17 +341,16 @@ fn a_role_without_the_rights_it_needs_is_a_configuration_error_naming_them() {
         let out = run_as(check);
         out.expect_code(78);
         assert!(
-            out.log().contains("lacks INSERT on orders, UPDATE on orders, SELECT on sync_checkpoints"),
+            out.log()
+                .contains("lacks INSERT on orders, UPDATE on orders, SELECT on sync_checkpoints"),
             "{}",
             out.report()
         );
     }
     assert_eq!(w.count("SELECT count(*) FROM sync_runs"), runs_before);
-    let mut admin = w.db.client();
-    admin
+    w.db.client()
         .batch_execute(&format!(
-            "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {r};
-             REVOKE ALL ON SCHEMA public FROM {r};",
+            "DROP OWNED BY {r}; DROP ROLE {r};",
             r = quote_ident(&role)
         ))
         .unwrap();
@@ -393,8 +402,16 @@ fn an_orders_table_like_the_seeds_but_not_it_is_refused_before_anything_is_writt
         )
     };
     let cases = [
-        ("other_types", seed("TEXT", "PRIMARY KEY"), "pay_amount is text"),
-        ("no_key", seed("FLOAT", ""), "order_id is not its primary key"),
+        (
+            "other_types",
+            seed("TEXT", "PRIMARY KEY"),
+            "pay_amount is text",
+        ),
+        (
+            "no_key",
+            seed("FLOAT", ""),
+            "order_id is not its primary key",
+        ),
         (
             "ours_but_integer_ids",
             "CREATE TABLE orders (order_id bigint PRIMARY KEY, account_id text,
@@ -426,7 +443,8 @@ fn an_orders_table_like_the_seeds_but_not_it_is_refused_before_anything_is_writt
             let out = run_within(cmd, BOUND);
             out.expect_code(78);
             assert!(
-                out.log().contains("neither this tool's nor the Python tool's")
+                out.log()
+                    .contains("neither this tool's nor the Python tool's")
                     && out.log().contains(says),
                 "{name}: {says:?} missing\n{}",
                 out.report()
@@ -461,7 +479,11 @@ fn a_malformed_api_base_url_is_a_configuration_error_before_anything_is_written(
             "{url}: {says:?} missing\n{}",
             out.report()
         );
-        assert!(started.elapsed() < Duration::from_secs(10), "{url}: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url}: {:?}",
+            started.elapsed()
+        );
         nothing_created(&w);
     }
     // Only the 404 reached the fake: one token call, not retried.
@@ -473,7 +495,11 @@ fn a_malformed_api_base_url_is_a_configuration_error_before_anything_is_written(
 #[test]
 fn an_account_id_that_cannot_be_one_is_a_configuration_error_naming_it() {
     let w = World::new("bad_account");
-    for bad in ["abc", "7000000000000000001'", "７０００００００００００００００００１"] {
+    for bad in [
+        "abc",
+        "7000000000000000001'",
+        "７０００００００００００００００００１",
+    ] {
         let out = run_within(w.cmd().env("ACCOUNT_ID", bad), BOUND);
         out.expect_code(78);
         assert!(
@@ -493,16 +519,23 @@ fn a_range_reaching_into_the_future_rereads_the_overlap_before_its_checkpoint() 
     let t0 = now();
     // Orders of today so far.
     let early: Vec<serde_json::Value> = (0..5)
-        .map(|i| order(&format!("10000000000000000{i:02}"), (today + 60 * i).min(t0 - 120)))
+        .map(|i| {
+            order(
+                &format!("10000000000000000{i:02}"),
+                (today + 60 * i).min(t0 - 120),
+            )
+        })
         .collect();
     w.fake.add_orders(early);
     let (start, end) = ((today - DAY).to_string(), (today + 2 * DAY - 1).to_string());
     let range = || w.cmd().env("START_TIME", &start).env("END_TIME", &end);
     range().run().expect_success();
-    let checkpoint: i64 = w.count(
-        "SELECT extract(epoch FROM synced_until)::bigint FROM sync_checkpoints",
+    let checkpoint: i64 =
+        w.count("SELECT extract(epoch FROM synced_until)::bigint FROM sync_checkpoints");
+    assert!(
+        checkpoint >= t0 - 5,
+        "checkpoint {checkpoint} is not now ({t0})"
     );
-    assert!(checkpoint >= t0 - 5, "checkpoint {checkpoint} is not now ({t0})");
     // Indexed late: updated a minute before the checkpoint, visible only now.
     w.fake
         .add_orders([order("1000000000000000099", checkpoint - 60)]);

@@ -800,8 +800,8 @@ const PYTHON_COLUMNS: &[(&str, &[&str])] = &[
     ("sync_time", NAIVE),
 ];
 
-/// A column of an existing table: name, type (information_schema's `data_type`), whether a
-/// row may leave it out (nullable or with a default).
+/// A column of an existing table: name, type (as `format_type` names it without a modifier),
+/// whether a row may leave it out (nullable or with a default).
 type Column = (String, String, bool);
 
 /// The first way `columns` differ from `layout`, if any.
@@ -852,11 +852,13 @@ pub fn orders_layout(
     }
     let columns: Vec<Column> = client
         .query(
-            "SELECT column_name::text, data_type::text,
-                    is_nullable = 'YES' OR column_default IS NOT NULL OR is_identity = 'YES'
-                      OR is_generated = 'ALWAYS'
-               FROM information_schema.columns
-              WHERE table_schema = current_schema() AND table_name = 'orders'",
+            // pg_attribute rather than information_schema, which hides columns the role may not
+            // read; format_type without a modifier names types as information_schema does.
+            "SELECT a.attname::text, format_type(a.atttypid, NULL),
+                    NOT a.attnotnull OR a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
+               FROM pg_attribute a
+              WHERE a.attrelid = (quote_ident(current_schema()) || '.orders')::regclass
+                AND a.attnum > 0 AND NOT a.attisdropped",
             &[],
         )
         .map_err(err("inspect orders"))?

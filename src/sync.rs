@@ -1341,6 +1341,43 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_that_panics_tells_the_coordinator_at_once() {
+        let (events, received) = mpsc::sync_channel::<Event>(1);
+        let alive = Arc::new(AtomicBool::new(true));
+        let alarm = PanicAlarm {
+            events,
+            thread: "staging",
+            alive: Some(Arc::clone(&alive)),
+        };
+        let thread = std::thread::spawn(move || {
+            let _alarm = alarm;
+            panic!("a bug");
+        });
+        assert!(thread.join().is_err());
+        match received.recv_timeout(Duration::from_secs(5)) {
+            Ok(Event::Stopped {
+                generation: None,
+                error: Some(Error::Bug(m)),
+            }) => assert!(m.contains("staging thread panicked"), "{m}"),
+            _ => panic!("no Stopped event"),
+        }
+        assert!(!alive.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_thread_that_ends_normally_only_clears_its_flag() {
+        let (events, received) = mpsc::sync_channel::<Event>(1);
+        let alive = Arc::new(AtomicBool::new(true));
+        drop(PanicAlarm {
+            events,
+            thread: "commit",
+            alive: Some(Arc::clone(&alive)),
+        });
+        assert!(received.try_recv().is_err());
+        assert!(!alive.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn an_order_id_is_its_number_when_it_is_one() {
         assert_eq!(id_key("1077940305329948933"), 1077940305329948933);
         assert_ne!(id_key("abc"), id_key("abd"));

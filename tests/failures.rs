@@ -76,13 +76,14 @@ fn queries(w: &World) -> (usize, usize) {
     (total, repeated)
 }
 
-/// Fails every write to a staging table as a full disk does: an event trigger arms each new
-/// `douyin_stage_*` table with a row trigger raising SQLSTATE 53100.
-const DISK_FULL: &str = r#"
-    CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+/// Arms every new `douyin_stage_*` table (an event trigger) with a row trigger running `body`
+/// before each write.
+fn staging_trigger(body: &str) -> String {
+    format!(
+        r#"
+    CREATE FUNCTION staging_write() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        RAISE EXCEPTION 'could not extend file "base/1/2": No space left on device'
-            USING ERRCODE = '53100';
+        {body}
     END $$;
     CREATE FUNCTION arm_staging() RETURNS event_trigger LANGUAGE plpgsql AS $$
     DECLARE r record;
@@ -90,19 +91,27 @@ const DISK_FULL: &str = r#"
         FOR r IN SELECT * FROM pg_event_trigger_ddl_commands()
                   WHERE command_tag = 'CREATE TABLE' AND object_identity LIKE '%douyin_stage_%'
         LOOP
-            EXECUTE format('CREATE TRIGGER disk_full BEFORE INSERT OR UPDATE ON %s
-                            FOR EACH ROW EXECUTE FUNCTION disk_full()', r.object_identity);
+            EXECUTE format('CREATE TRIGGER staging_write BEFORE INSERT OR UPDATE ON %s
+                            FOR EACH ROW EXECUTE FUNCTION staging_write()', r.object_identity);
         END LOOP;
     END $$;
     CREATE EVENT TRIGGER arm_staging ON ddl_command_end WHEN TAG IN ('CREATE TABLE')
         EXECUTE FUNCTION arm_staging();
-"#;
+"#
+    )
+}
+
+/// Every write to a staging table fails as a full disk does.
+const DISK_FULL: &str = r#"RAISE EXCEPTION 'could not extend file "base/1/2": No space left on device'
+            USING ERRCODE = '53100';"#;
 
 #[test]
 fn a_staging_table_that_cannot_be_written_ends_the_run_with_75_at_once_without_fetching_again() {
     let w = World::new("disk_full");
     w.seed_days(MARCH_1, 3, 150);
-    w.db.client().batch_execute(DISK_FULL).unwrap();
+    w.db.client()
+        .batch_execute(&staging_trigger(DISK_FULL))
+        .unwrap();
     let out = run_within(
         w.range_cmd("2024-03-01", "2024-03-03")
             .env("PAGE_SIZE", "25")
@@ -143,6 +152,33 @@ fn a_staging_table_that_cannot_be_written_ends_the_run_with_75_at_once_without_f
     };
     assert_eq!(code, Some(75));
     assert!(message.unwrap_or_default().contains("53100"));
+}
+
+#[test]
+fn a_statement_timeout_while_staging_ends_the_run_with_75_at_once_without_fetching_again() {
+    let w = World::new("statement_timeout");
+    w.seed_days(MARCH_1, 2, 50);
+    // Every staged row waits 3 s; the database cancels statements after 1 s (SQLSTATE 57014).
+    w.db.client()
+        .batch_execute(&staging_trigger("PERFORM pg_sleep(3); RETURN NEW;"))
+        .unwrap();
+    w.db.client()
+        .batch_execute(&format!(
+            "ALTER DATABASE {} SET statement_timeout = '1s'",
+            quote_ident(w.db.name())
+        ))
+        .unwrap();
+    let out = run_within(w.range_cmd("2024-03-01", "2024-03-02"), BOUND);
+    out.expect_code(75);
+    assert!(out.log().contains("57014"), "{}", out.report());
+    assert!(
+        !out.log().contains("lost a database connection"),
+        "{}",
+        out.report()
+    );
+    let (total, repeated) = queries(&w);
+    eprintln!("statement timeout: {total} order queries, {repeated} repeated");
+    assert_eq!(repeated, 0, "{}", out.report());
 }
 
 #[test]

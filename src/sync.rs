@@ -9,7 +9,9 @@
 //! thread on the run's own connection, which holds the account's lock), which commits each in one
 //! transaction with its checkpoint and reports back. The coordinator never waits on PostgreSQL;
 //! fetchers run ahead by a bounded number of days; memory holds the pages in flight and a bounded
-//! number of buffered rows.
+//! number of buffered rows. Every thread reports its end to the coordinator at once (a failed
+//! COPY, a failed commit, a panic), and the coordinator also notices a stager or committer that
+//! ended without a word, so no failure leaves it waiting for a day that never comes.
 //!
 //! Completeness: a day is first asked whole. When `data.page.total` says a slice holds more than
 //! the API will page to (`page_num × page_size ≤ 10000`), the slice is cut in two by time and each

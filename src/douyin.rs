@@ -46,8 +46,8 @@ pub enum Class {
     Refused,
     /// Invalid parameter: a bug on our side (70).
     Rejected,
-    /// HTTP 404 or a URL the HTTP client cannot use: API_BASE_URL is not the platform's
-    /// address (78).
+    /// The token endpoint answers 404, or the HTTP client cannot use the URL: API_BASE_URL is
+    /// not the platform's address (78).
     WrongAddress,
 }
 
@@ -81,7 +81,9 @@ pub enum CallError {
         detail: String,
         logid: Option<String>,
     },
-    /// A URL the HTTP client refuses before sending anything.
+    /// A URL the HTTP client refuses before sending anything, or a token endpoint that is not
+    /// there (HTTP 404: the token call is the run's first, so it is the probe of API_BASE_URL;
+    /// a 404 later in a run is retried like any other status).
     BadUrl(String),
 }
 
@@ -107,7 +109,7 @@ impl CallError {
     pub fn class(&self) -> Class {
         match self {
             CallError::Api(r) => classify(r.code),
-            CallError::Http { status: 404, .. } | CallError::BadUrl(_) => Class::WrongAddress,
+            CallError::BadUrl(_) => Class::WrongAddress,
             CallError::Http { .. } | CallError::Transport(_) | CallError::Malformed { .. } => {
                 Class::Retry
             }
@@ -462,12 +464,20 @@ impl Douyin {
             "client_secret": self.app_secret.expose(),
             "grant_type": "client_credential",
         });
-        let (text, header_logid) = self.send(
-            self.agent
-                .post(&url)
-                .set("Content-Type", "application/json"),
-            Some(body.to_string()),
-        )?;
+        let (text, header_logid) = self
+            .send(
+                self.agent
+                    .post(&url)
+                    .set("Content-Type", "application/json"),
+                Some(body.to_string()),
+            )
+            .map_err(|e| match e {
+                CallError::Http { status: 404, logid } => CallError::BadUrl(format!(
+                    "HTTP 404 at {url}{}",
+                    logid.map(|l| format!(", logid {l}")).unwrap_or_default()
+                )),
+                other => other,
+            })?;
         let answer: TokenAnswer = parse(&text, &header_logid)?;
         let logid = logid_of(answer.extra.as_ref(), header_logid);
         let data = answer.data.ok_or_else(|| CallError::Malformed {

@@ -223,7 +223,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .unwrap_or_default()
     );
     for warning in config.warnings() {
-        println!("  warning: {warning}");
+        say!("  warning: {warning}");
     }
     let mut store = Store::connect(config.database())?;
     store.check_access()?;

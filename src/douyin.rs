@@ -476,6 +476,9 @@ impl Douyin {
                     "HTTP 404 at {url}{}",
                     logid.map(|l| format!(", logid {l}")).unwrap_or_default()
                 )),
+                // The resolver's own "no such host" (glibc, musl): a name that does not exist.
+                // A resolver that cannot answer now ("temporary failure") is retried.
+                CallError::Transport(m) if host_does_not_exist(&m) => CallError::BadUrl(m),
                 other => other,
             })?;
         let answer: TokenAnswer = parse(&text, &header_logid)?;
@@ -830,6 +833,15 @@ fn exchange(
         });
     }
     Ok((text, logid))
+}
+
+/// Whether a transport error says the host name does not exist (NXDOMAIN), as opposed to a
+/// resolver that cannot answer now.
+fn host_does_not_exist(message: &str) -> bool {
+    message.contains("Dns Failed")
+        && (message.contains("Name or service not known")
+            || message.contains("No address associated with hostname")
+            || message.contains("nodename nor servname provided"))
 }
 
 /// The wait after the `tries`-th failed try: base × 2^(tries-1), doubled for rate limits,

@@ -523,6 +523,11 @@ fn a_malformed_api_base_url_is_a_configuration_error_before_anything_is_written(
         ("http://open douyin.com".to_string(), "host"),
         ("http://open_douyin.com".to_string(), "host"),
         (format!("http://127.0.0.1:{port}/wrong/prefix"), "HTTP 404"),
+        // RFC 6761: .invalid never resolves.
+        (
+            "http://no-such-host.invalid".to_string(),
+            "no-such-host.invalid",
+        ),
     ] {
         let started = Instant::now();
         let out = run_within(

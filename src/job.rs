@@ -14,6 +14,7 @@ use crate::store::{OrdersLayout, RunRecord, Store};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// `println!` that never panics on a closed stdout (see [`crate::out`]).
 macro_rules! say {
@@ -21,7 +22,6 @@ macro_rules! say {
         crate::out(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
-use std::time::Instant;
 
 fn mode(config: &Config) -> &'static str {
     match config.window() {

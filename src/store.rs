@@ -19,6 +19,11 @@ use std::io::Write;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "orders", include_str!("../sql/0001_orders.sql")),
     (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
+    (
+        4,
+        "task_monitor",
+        include_str!("../sql/0004_task_monitor.sql"),
+    ),
 ];
 
 /// What a run does to the job's tables (those that exist; migrations create the others).
@@ -182,6 +187,11 @@ impl Store {
             .execute("SELECT set_config('application_name', $1, false)", &[&name])
             .map(|_| ())
             .map_err(self.err("session settings"))
+    }
+
+    /// The connection itself, for the modules that own tables of their own (`monitor`).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
     /// Whether this connection is encrypted (TLS), as the server sees it.

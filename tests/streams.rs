@@ -586,7 +586,42 @@ fn a_cursor_that_does_not_advance_is_not_followed_forever() {
 }
 
 #[test]
-fn a_total_that_does_not_match_refetches_the_day_and_no_total_is_accepted() {
+fn a_total_that_does_not_match_refetches_the_day_and_one_that_never_matches_exits_75() {
+    let w = World::new("verify_total_skew");
+    let served = seed_verifications(&w, MARCH_1, 1, 25);
+    // The first 3 answers (the first attempt's 2 pages and the second's first) say one more.
+    w.fake.set_faults(Faults {
+        verify_total_skew: 3,
+        ..Faults::default()
+    });
+    let cmd = || {
+        w.range_cmd("2024-03-01", "2024-03-01")
+            .env("STREAMS", "verifications")
+    };
+    let out = cmd().run();
+    out.expect_success();
+    assert!(
+        out.log().contains("fetching the day again"),
+        "{}",
+        out.report()
+    );
+    assert_verifications_exact(&w, &served);
+    w.db.client()
+        .batch_execute("DELETE FROM verifications")
+        .unwrap();
+    w.fake.clear_requests();
+    w.fake.set_faults(Faults {
+        verify_total_skew: 1000,
+        ..Faults::default()
+    });
+    let out = cmd().run();
+    out.expect_code(75);
+    assert!(out.log().contains("still incomplete"), "{}", out.report());
+    assert_eq!(w.count("SELECT count(*) FROM verifications"), 0);
+}
+
+#[test]
+fn answers_without_a_total_are_accepted_by_their_short_last_page() {
     let w = World::new("verify_no_total");
     let served = seed_verifications(&w, MARCH_1, 2, 25);
     w.fake.set_faults(Faults {

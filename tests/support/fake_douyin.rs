@@ -53,6 +53,11 @@ pub const ORDER_QUERY_PATH: &str = "/goodlife/v1/trade/order/query/";
 /// Path of the batch decryption endpoint (§4).
 pub const DECRYPT_PATH: &str = "/goodlife/v1/open/common_biz/crypto/decrypt/batch/";
 
+/// Path of the verification records endpoint (§7).
+pub const VERIFY_PATH: &str = "/goodlife/v1/fulfilment/certificate/verify_record/query/";
+/// Largest `size` the verification records endpoint accepts (§7).
+pub const MAX_VERIFY_SIZE: u64 = 20;
+
 /// Codes `busy_rate` picks from (system busy / internal error, §3).
 pub const BUSY_CODES: [i64; 5] = [2100004, 2119002, 5000001, 28001005, 28001006];
 
@@ -114,12 +119,27 @@ pub struct Faults {
     pub query_error: Option<i64>,
     /// Every token call answers this code.
     pub token_error: Option<i64>,
+    /// Token calls are read and never answered: the connection stays open, silent, until the
+    /// fault is lifted or the server stops (a hung gateway).
+    pub silent_token: bool,
     /// Per-account forced code (order queries and decrypt calls).
     pub account_errors: Vec<(String, i64)>,
     /// Where the error code is put.
     pub error_in: ErrorPlacement,
     /// Token responses carry `error_code` / `expires_in` as numeric strings.
     pub numeric_strings: bool,
+    /// More verification queries than this arriving within the last 1000 ms → 2119003 (the
+    /// endpoint's own limit, counted apart from order queries).
+    pub verify_qps_limit: Option<usize>,
+    /// Every verification query (with a valid token) answers this code.
+    pub verify_error: Option<i64>,
+    /// Verification answers leave out `data.total`.
+    pub verify_without_total: bool,
+    /// Verification answers repeat the first page forever (a cursor that does not advance).
+    pub verify_stuck_cursor: bool,
+    /// The first this many verification answers say a `data.total` one larger than the
+    /// window holds (a record that moved away while paging).
+    pub verify_total_skew: usize,
 }
 
 /// Server configuration.
@@ -166,7 +186,8 @@ pub struct RecordedRequest {
     pub body: String,
     /// "ok", "busy 2119002", "http 502", "cut", "rate 2119003", "expired 28001008",
     /// "invalid token 2190002", "error 2119005", "param 2100005", "token error 10013",
-    /// "not found", "bad request", or "pending" while being answered.
+    /// "not found", "bad request", "silent" while a silent token call is held, or "pending" while
+    /// being answered.
     pub outcome: String,
 }
 
@@ -228,6 +249,7 @@ struct Ctl {
     token_calls: usize,
     token_call_times: VecDeque<u64>,
     query_times: VecDeque<u64>,
+    verify_times: VecDeque<u64>,
     requests: Vec<RecordedRequest>,
     ciphers: HashMap<String, String>,
     expired_toggle: bool,
@@ -240,6 +262,8 @@ struct TokenState {
 
 #[derive(Default)]
 struct Store {
+    /// Verification records (§7), by `verify_id`, in cursor order.
+    verifications: BTreeMap<String, Value>,
     orders: Vec<StoredOrder>,
     by_id: HashMap<String, usize>,
     /// Sorted indexes per queried account, dropped on every mutation and rebuilt lazily.
@@ -321,6 +345,7 @@ impl FakeDouyin {
                 token_calls: 0,
                 token_call_times: VecDeque::new(),
                 query_times: VecDeque::new(),
+                verify_times: VecDeque::new(),
                 requests: Vec::new(),
                 ciphers: HashMap::new(),
                 expired_toggle: false,
@@ -493,6 +518,63 @@ impl FakeDouyin {
             .iter()
             .map(|t| t.token.clone())
             .collect()
+    }
+
+    /// Adds verification records (§7); a record whose `verify_id` is stored replaces it. The
+    /// `cursor` of a record is its `verify_id` (as in the published sample): ids of equal length
+    /// page in order.
+    pub fn add_verifications(&self, records: impl IntoIterator<Item = Value>) {
+        let mut store = lock(&self.shared.store);
+        for r in records {
+            let id = r
+                .get("verify_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            store.verifications.insert(id, r);
+        }
+    }
+
+    /// Revokes a verification as Douyin does later: `status` 2, `cancel_time`, `can_cancel`
+    /// false; `verify_time` unchanged. False when there is no such record.
+    pub fn revoke_verification(&self, verify_id: &str, cancel_time: i64) -> bool {
+        let mut store = lock(&self.shared.store);
+        let Some(r) = store.verifications.get_mut(verify_id) else {
+            return false;
+        };
+        r["status"] = json!(2);
+        r["cancel_time"] = json!(cancel_time);
+        r["can_cancel"] = json!(false);
+        true
+    }
+
+    /// Every stored verification record, as served.
+    pub fn verifications(&self) -> Vec<Value> {
+        lock(&self.shared.store)
+            .verifications
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Maximum number of requests to `path` arriving in any sliding second.
+    pub fn busiest_second_of(&self, path: &str) -> usize {
+        let mut times: Vec<u64> = lock(&self.shared.ctl)
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at_ms)
+            .collect();
+        times.sort_unstable();
+        let mut best = 0;
+        let mut j = 0;
+        for i in 0..times.len() {
+            while j < times.len() && times[j] < times[i] + 1000 {
+                j += 1;
+            }
+            best = best.max(j - i);
+        }
+        best
     }
 
     /// Generates a day of orders (see [`generate_day`]) with this server's app secret, registers
@@ -885,6 +967,15 @@ impl Shared {
                 over_qps = ctl.query_times.len() > limit;
             }
         }
+        if path == VERIFY_PATH && req.method == "GET" {
+            ctl.verify_times.push_back(at_ms);
+            while ctl.verify_times.front().is_some_and(|&t| t + 1000 <= at_ms) {
+                ctl.verify_times.pop_front();
+            }
+            if let Some(limit) = ctl.faults.verify_qps_limit {
+                over_qps = ctl.verify_times.len() > limit;
+            }
+        }
         Arrival {
             index,
             over_qps,
@@ -997,9 +1088,17 @@ fn handle(shared: &Shared, req: &Request) -> Reply {
     let params: BTreeMap<String, String> = pairs.iter().cloned().collect();
     let arrival = shared.record(req, path, &params);
     let (reply, outcome) = match (req.method.as_str(), path) {
+        ("POST", TOKEN_PATH) if arrival.faults.silent_token => {
+            shared.set_outcome(arrival.index, "silent".to_string());
+            while lock(&shared.ctl).faults.silent_token && !shared.stop.load(Ordering::SeqCst) {
+                thread::sleep(POLL);
+            }
+            handle_token(shared, req)
+        }
         ("POST", TOKEN_PATH) => handle_token(shared, req),
         ("GET", ORDER_QUERY_PATH) => handle_query(shared, req, &pairs, &params, &arrival),
         ("POST", DECRYPT_PATH) => handle_decrypt(shared, req, &arrival),
+        ("GET", VERIFY_PATH) => handle_verifications(shared, req, &params, &arrival),
         ("GET", ledger::REFUNDS_PATH | ledger::LEDGER_PATH) => {
             ledger::handle(shared, req, path, &params, &arrival)
         }
@@ -1209,6 +1308,173 @@ fn account_check(shared: &Shared, faults: &Faults, account: &str) -> Option<i64>
         return Some(2119005);
     }
     None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification records endpoint (§7)
+
+/// `GET …/verify_record/query/?account_id&cursor&size&start_time&end_time`: the records whose
+/// `verify_time` is in the window (end inclusive as `end_inclusive` says), in cursor order,
+/// after `cursor` (`0` = from the start), at most `size` (1–20, else 2100005); `data.total` is
+/// the window's count. Shares the faults of `gate` (latency, 502, cut, busy, token expiry) and
+/// has its own QPS limit (`verify_qps_limit`).
+fn handle_verifications(
+    shared: &Shared,
+    req: &Request,
+    params: &BTreeMap<String, String>,
+    arrival: &Arrival,
+) -> (Reply, String) {
+    let faults = &arrival.faults;
+    let (cut, token) = match gate(shared, req, arrival, false, None) {
+        Gate::Pass { cut, token } => (cut, token),
+        Gate::Stop(reply, outcome) => return (reply, outcome),
+    };
+    let fail = |code: i64| {
+        let mut reply = Reply::json(shared.error_body(faults.error_in, code));
+        reply.cut = cut;
+        (reply, outcome_for(code))
+    };
+    if arrival.over_qps {
+        return fail(2119003);
+    }
+    if let Some(code) = faults.verify_error {
+        return fail(code);
+    }
+    let Some(account) = params.get("account_id") else {
+        return fail(2100005);
+    };
+    if let Some(code) = account_check(shared, faults, account) {
+        return fail(code);
+    }
+    let int = |k: &str| params.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+    let (Some(size), Some(cursor)) = (int("size"), params.get("cursor")) else {
+        return fail(2100005);
+    };
+    if size < 1 || size as u64 > MAX_VERIFY_SIZE {
+        return fail(2100005);
+    }
+    let start = int("start_time").unwrap_or(i64::MIN);
+    let end = int("end_time").unwrap_or(i64::MAX);
+    let body = {
+        let store = lock(&shared.store);
+        let in_window: Vec<&Value> = store
+            .verifications
+            .values()
+            .filter(|r| {
+                let t = int_field(r, "verify_time");
+                let account_of = r
+                    .get("sku")
+                    .and_then(|s| s.get("account_id"))
+                    .and_then(Value::as_str);
+                account_of.is_none_or(|a| a == account)
+                    && t >= start
+                    && (t < end || (shared.end_inclusive && t == end))
+            })
+            .collect();
+        let total = in_window.len();
+        let after: Vec<&Value> = if faults.verify_stuck_cursor || cursor == "0" {
+            in_window.clone()
+        } else {
+            in_window
+                .iter()
+                .copied()
+                .filter(|r| {
+                    let c = r.get("cursor").and_then(Value::as_str).unwrap_or_default();
+                    (c.len(), c) > (cursor.len(), cursor.as_str())
+                })
+                .collect()
+        };
+        let page: Vec<Value> = after.into_iter().take(size as usize).cloned().collect();
+        let mut data = json!({"records": page, "error_code": 0, "description": ""});
+        let answered = lock(&shared.ctl)
+            .requests
+            .iter()
+            .filter(|r| r.path == VERIFY_PATH && r.outcome == "ok")
+            .count();
+        let skew = usize::from(answered < faults.verify_total_skew);
+        if !faults.verify_without_total {
+            data["total"] = json!(total + skew);
+        }
+        json!({"data": data, "extra": shared.extra_ok()}).to_string()
+    };
+    {
+        let mut ctl = lock(&shared.ctl);
+        if let Some(t) = ctl.tokens.iter_mut().find(|t| t.token == token) {
+            t.answered += 1;
+        }
+    }
+    let mut reply = Reply::json(body);
+    reply.cut = cut;
+    (reply, "ok".to_string())
+}
+
+/// Verification records of one account: `n` a day for `days` days from `first_day` (a local
+/// midnight), verify times spread over each day, amounts and ids from `seed`. Some records have
+/// `order_id`, `code` and `verify_poi_id`, some not; some numbers are strings (lenient parsing).
+pub fn generate_verifications(
+    account_id: &str,
+    first_day: i64,
+    days: usize,
+    per_day: usize,
+    seed: u64,
+) -> Vec<Value> {
+    let mut rng = XorShift::new(seed ^ 0x5645_5249_4659);
+    let mut out = Vec::with_capacity(days * per_day);
+    for d in 0..days {
+        for i in 0..per_day {
+            let n = (d * per_day + i) as u64;
+            // 19 digits, increasing with n: the cursor order is the insertion order.
+            let id = format!(
+                "{}",
+                7_200_000_000_000_000_000u64 + seed % 1000 * 1_000_000_000 + n
+            );
+            // Never at 00:00:00: that second is asked by two days (the end bound is inclusive or not).
+            let verify_time =
+                first_day + d as i64 * 86_400 + 30 + (i as i64 * 86_000) / per_day.max(1) as i64;
+            let original = 1000 + rng.below(50_000) as i64;
+            let pay = original - rng.below(original as u64 / 2) as i64;
+            let mut r = json!({
+                "cursor": id,
+                "verify_id": id,
+                "certificate_id": format!("{}", 7_100_000_000_000_000_000u64 + mix64(n ^ seed) % 1_000_000_000_000_000),
+                "verify_time": verify_time,
+                "can_cancel": true,
+                "verify_type": 1 + rng.below(3) as i64,
+                "status": 1,
+                "cancel_time": 0,
+                "amount": {
+                    "original_amount": original,
+                    "pay_amount": if i % 3 == 0 { json!(pay.to_string()) } else { json!(pay) },
+                    "merchant_ticket_amount": rng.below(500) as i64,
+                    "list_market_amount": original,
+                },
+                "sku": {
+                    "sku_id": format!("17605430444{:05}", rng.below(20)),
+                    "title": format!("套餐 {}", rng.below(20)),
+                    "account_id": account_id,
+                    "market_price": original,
+                    "sold_start_time": first_day - 86_400 * 30,
+                    "third_sku_id": "",
+                },
+                "unknown_field": {"kept": i},
+            });
+            if i % 4 != 3 {
+                r["code"] = json!(format!(
+                    "{:012}",
+                    mix64(n.wrapping_add(seed)) % 1_000_000_000_000
+                ));
+                r["verify_poi_id"] = json!(format!("66{:04}", rng.below(5)));
+            }
+            if i % 2 == 0 {
+                r["order_id"] = json!(format!("10779403053{:08}", n));
+            }
+            if i % 5 == 4 {
+                r["verify_time"] = json!(verify_time.to_string());
+            }
+            out.push(r);
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -532,3 +532,202 @@ fn a_quota_answer_on_refunds_exits_75_with_the_other_streams_committed() {
         "day 1 is not asked again"
     );
 }
+
+/// The view's figures for five hand-made orders of 2024-03-01, each checked by hand:
+/// A: two used coupons, one settled (45.00), one not yet; one verification carries the order id,
+///    the other only the certificate id.
+/// B: its coupon refunded: a completed refund of 50.00 counts, a failed one (59) does not.
+/// C: one coupon used and settled (70.00); the other's verification was revoked.
+/// D: a coupon whose certificate_id is "" (NULL): its verification names the order and a code,
+///    and the ledger record is found by that code (settled 28.00).
+/// E: unpaid, nothing happened.
+#[test]
+fn the_reconciliation_view_matches_hand_checked_orders() {
+    let w = World::new("ledger_view");
+    let ids: Vec<String> = w
+        .fake
+        .seed_day(ACCOUNT, MARCH_1, 5, 3)
+        .iter()
+        .map(|g| g.order_id())
+        .collect();
+    let (a, b, c, d, e) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
+    let t = |h: i64| MARCH_1 + h * 3600;
+    let coupon = |cert: &str, item: &str, status: i64| {
+        json!({"certificate_id": cert, "order_item_id": item, "item_status": status,
+               "item_update_time": t(12), "refund_amount": 0, "refund_time": 0})
+    };
+    let set = |id: &str, fen: i64, paid: bool, certs: Vec<Value>| {
+        assert!(w.fake.update_order(id, |o| {
+            o["pay_amount"] = json!(fen);
+            o["pay_time"] = json!(if paid { t(9) } else { 0 });
+            o["count"] = json!(certs.len());
+            o["certificate"] = json!(certs);
+        }));
+    };
+    set(
+        a,
+        10000,
+        true,
+        vec![coupon("cA1", "iA1", 401), coupon("cA2", "iA2", 401)],
+    );
+    set(b, 5000, true, vec![coupon("cB1", "iB1", 301)]);
+    set(
+        c,
+        8000,
+        true,
+        vec![coupon("cC1", "iC1", 401), coupon("cC2", "iC2", 100)],
+    );
+    set(d, 3000, true, vec![coupon("", "iD1", 401)]);
+    set(e, 0, false, vec![coupon("cE1", "iE1", 100)]);
+    let verification =
+        |n: u64, cert: Option<&str>, order: Option<&str>, code: Option<&str>, revoked: bool| {
+            let id = format!("{}", 7_300_000_000_000_000_000u64 + n);
+            let mut v = json!({"cursor": id, "verify_id": id, "verify_time": t(10 + n as i64),
+                           "status": if revoked { 2 } else { 1 },
+                           "cancel_time": if revoked { t(20) } else { 0 },
+                           "can_cancel": !revoked, "verify_type": 1,
+                           "amount": {"original_amount": 100, "pay_amount": 100}});
+            if let Some(c) = cert {
+                v["certificate_id"] = json!(c);
+            }
+            if let Some(o) = order {
+                v["order_id"] = json!(o);
+            }
+            if let Some(k) = code {
+                v["code"] = json!(k);
+            }
+            v
+        };
+    w.fake.add_verifications([
+        verification(1, Some("cA1"), Some(a), Some("kA1"), false),
+        verification(2, Some("cA2"), None, Some("kA2"), false),
+        verification(3, Some("cC1"), Some(c), None, false),
+        verification(4, Some("cC2"), Some(c), None, true),
+        verification(5, None, Some(d), Some("kD1"), false),
+    ]);
+    let refund = |n: u64, order: &str, status: i64, fen: i64| {
+        json!({"after_sale_id": format!("rf{n}"), "order_id": order, "status": status,
+               "merchant_account_id": ACCOUNT.parse::<i64>().unwrap(),
+               "complete_time": t(14 + n as i64), "refund_amount": fen})
+    };
+    w.fake
+        .add_refunds([refund(1, b, 50, 5000), refund(2, b, 59, 5000)]);
+    let ledger = |id: &str, order: &str, cert: Option<&str>, code: &str, goods: i64| {
+        let mut c = json!({"code": code});
+        if let Some(cert) = cert {
+            c["certificate_id"] = json!(cert);
+        }
+        json!({"ledger_id": id, "account_id": ACCOUNT, "order_id": order, "certificate": c,
+               "ledger_time": t(11), "status": 1, "amount": {"goods": goods},
+               "order_attrribute": {"room_id": "", "source": 1}})
+    };
+    w.fake.add_ledger_records(
+        "2024-03-01",
+        [
+            ledger("lA1", a, Some("cA1"), "kA1", 4500),
+            ledger("lC1", c, Some("cC1"), "kC1", 7000),
+            ledger("lD1", d, None, "kD1", 2800),
+        ],
+    );
+    w.range_cmd("2024-03-01", "2024-03-01")
+        .env("STREAMS", "all")
+        .run()
+        .expect_success();
+    let view = rows(
+        &w,
+        "SELECT order_id, account_id, extract(epoch FROM pay_time)::bigint::text AS pay_time,
+                pay_amount::text, coupons::text, coupons_used::text, coupons_refunded::text,
+                refunded_amount::text, settled_amount::text, unsettled_used::text,
+                extract(epoch FROM unsettled_since)::bigint::text AS unsettled_since
+           FROM order_reconciliation",
+    );
+    assert_eq!(view.len(), 5);
+    let paid = Some(t(9).to_string());
+    let expected: [(&String, Option<String>, &str, [&str; 6], Option<String>); 5] = [
+        (
+            a,
+            paid.clone(),
+            "100.00",
+            ["2", "2", "0", "0.00", "45.00", "1"],
+            Some(t(12).to_string()),
+        ),
+        (
+            b,
+            paid.clone(),
+            "50.00",
+            ["1", "0", "1", "50.00", "0.00", "0"],
+            None,
+        ),
+        (
+            c,
+            paid.clone(),
+            "80.00",
+            ["2", "1", "0", "0.00", "70.00", "0"],
+            None,
+        ),
+        (
+            d,
+            paid.clone(),
+            "30.00",
+            ["1", "1", "0", "0.00", "28.00", "0"],
+            None,
+        ),
+        (e, None, "0.00", ["1", "0", "0", "0.00", "0.00", "0"], None),
+    ];
+    for (id, pay_time, pay_amount, figures, since) in expected {
+        let row = &view[id.as_str()];
+        let got: Vec<Option<&str>> = [
+            "coupons",
+            "coupons_used",
+            "coupons_refunded",
+            "refunded_amount",
+            "settled_amount",
+            "unsettled_used",
+        ]
+        .iter()
+        .map(|c| row[*c].as_deref())
+        .collect();
+        let want: Vec<Option<&str>> = figures.iter().map(|f| Some(*f)).collect();
+        assert_eq!(got, want, "figures of order {id}: {row:?}");
+        assert_eq!(row["pay_time"], pay_time, "pay_time of {id}");
+        assert_eq!(
+            row["pay_amount"].as_deref(),
+            Some(pay_amount),
+            "pay_amount of {id}"
+        );
+        assert_eq!(row["account_id"].as_deref(), Some(ACCOUNT));
+        assert_eq!(row["unsettled_since"], since, "unsettled_since of {id}");
+    }
+    // The README's finance queries on the view run as written.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let queries: Vec<&str> = readme
+        .split("```sql")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .filter(|q| q.contains("FROM order_reconciliation"))
+        .collect();
+    assert_eq!(queries.len(), 2, "two finance queries in the README");
+    let mut client = w.db.client();
+    for q in queries {
+        let result = client.query(q.trim().trim_end_matches(';'), &[]);
+        assert!(result.is_ok(), "{q}: {result:?}");
+    }
+    // Used but unsettled for more than a day: order A's coupon (2024 is long ago).
+    let late = client
+        .query(readme_query(&readme, "unsettled_since <"), &[])
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].get::<_, String>("order_id"), *a);
+}
+
+fn readme_query<'a>(readme: &'a str, containing: &str) -> &'a str {
+    readme
+        .split("```sql")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .find(|q| q.contains(containing))
+        .unwrap()
+        .trim()
+        .trim_end_matches(';')
+}

@@ -263,7 +263,10 @@ fn main() {
         let b = run_case(&bin, &admin_url, case, Some(1));
         print_row("one request at a time", case, &b);
     }
-    if filter.as_ref().is_none_or(|f| "streams".contains(f.as_str())) {
+    if filter
+        .as_ref()
+        .is_none_or(|f| "streams".contains(f.as_str()))
+    {
         streams_side_by_side(&bin, &admin_url, scale);
     }
 }
@@ -282,8 +285,13 @@ fn streams_side_by_side(bin: &std::path::Path, admin_url: &str, scale: usize) {
         let secret = FakeConfig::default().app_secret;
         for d in 0..days {
             let day_start = MARCH_1 + d as i64 * 86_400;
-            let orders =
-                fake_douyin::generate_day(&secret, ACCOUNT, day_start, orders_per_day, d as u64 + 7);
+            let orders = fake_douyin::generate_day(
+                &secret,
+                ACCOUNT,
+                day_start,
+                orders_per_day,
+                d as u64 + 7,
+            );
             fake.add_orders(orders.into_iter().map(|mut o| {
                 if let Some((_, plain)) = &o.platform_cipher {
                     o.json["contacts"][0]["phone_encrypt"] =

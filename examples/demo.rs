@@ -167,9 +167,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
         .unwrap_or_default()
         .to_string();
     fake.add_verifications(verifications);
-    println!(
-        "  and {VERIFICATIONS_PER_DAY} verification records (coupons used in a shop) a day"
-    );
+    println!("  and {VERIFICATIONS_PER_DAY} verification records (coupons used in a shop) a day");
     let first_day = days.first().map(|(d, _)| d.clone()).unwrap_or_default();
     let last_day = days.last().map(|(d, _)| d.clone()).unwrap_or_default();
     stop_check()?;
@@ -381,7 +379,8 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     } else {
         println!("-> note: the log does not say \"0 new, 1 changed\"");
     }
-    let revoked = "SELECT verify_id, certificate_id, verify_time, status, cancel_time, pay_amount, poi_id \
+    let revoked =
+        "SELECT verify_id, certificate_id, verify_time, status, cancel_time, pay_amount, poi_id \
                    FROM verifications WHERE status = 2";
     println!("   {revoked};");
     show_query(&mut client, revoked)?;

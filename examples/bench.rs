@@ -15,7 +15,7 @@ mod pg;
 #[path = "support/release_binary.rs"]
 mod release_binary;
 
-use fake_douyin::{FakeConfig, FakeDouyin, Faults};
+use fake_douyin::{FakeConfig, FakeDouyin, Faults, ORDER_QUERY_PATH, VERIFY_PATH};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -262,5 +262,117 @@ fn main() {
         print_row("pipelined (default)", case, &m);
         let b = run_case(&bin, &admin_url, case, Some(1));
         print_row("one request at a time", case, &b);
+    }
+    if filter
+        .as_ref()
+        .is_none_or(|f| "streams".contains(f.as_str()))
+    {
+        streams_side_by_side(&bin, &admin_url, scale);
+    }
+}
+
+/// Orders and verifications, each alone and then together (`STREAMS=orders,verifications`):
+/// each endpoint's request rate as a share of its own budget, and the wall time.
+fn streams_side_by_side(bin: &std::path::Path, admin_url: &str, scale: usize) {
+    const MAX_QPS: u32 = 15;
+    const VERIFY_QPS: u32 = 30;
+    let (days, orders_per_day, verifications_per_day) = (10, 1500 / scale, 600 / scale);
+    println!(
+        "streams side by side: 100 ms latency, {days} days x {orders_per_day} orders (MAX_QPS={MAX_QPS}) and x {verifications_per_day} verifications (VERIFY_QPS={VERIFY_QPS})"
+    );
+    for streams in ["orders", "verifications", "orders,verifications"] {
+        let fake = FakeDouyin::start(FakeConfig::default());
+        let secret = FakeConfig::default().app_secret;
+        for d in 0..days {
+            let day_start = MARCH_1 + d as i64 * 86_400;
+            let orders = fake_douyin::generate_day(
+                &secret,
+                ACCOUNT,
+                day_start,
+                orders_per_day,
+                d as u64 + 7,
+            );
+            fake.add_orders(orders.into_iter().map(|mut o| {
+                if let Some((_, plain)) = &o.platform_cipher {
+                    o.json["contacts"][0]["phone_encrypt"] =
+                        fake_douyin::legacy_encrypt(&secret, plain).unwrap().into();
+                }
+                o.json
+            }));
+        }
+        fake.add_verifications(fake_douyin::generate_verifications(
+            ACCOUNT,
+            MARCH_1,
+            days,
+            verifications_per_day,
+            3,
+        ));
+        fake.set_faults(Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        });
+        let db = format!("bench_streams_{}", std::process::id());
+        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        let url = pg::with_dbname(admin_url, &db);
+        let started = Instant::now();
+        let out = Command::new(bin)
+            .env_clear()
+            .env("DB_URL", &url)
+            .env("APPID", FakeConfig::default().app_id)
+            .env("AppSecret", FakeConfig::default().app_secret)
+            .env("ACCOUNT_ID", ACCOUNT)
+            .env("API_BASE_URL", fake.base_url())
+            .env("START_TIME", MARCH_1.to_string())
+            .env("END_TIME", (MARCH_1 + days as i64 * 86_400 - 1).to_string())
+            .env("PAGE_SIZE", "100")
+            .env("MAX_QPS", MAX_QPS.to_string())
+            .env("VERIFY_QPS", VERIFY_QPS.to_string())
+            .env("STREAMS", streams)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "the run failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+        let requests = fake.requests();
+        let mut parts = Vec::new();
+        for (path, name, budget) in [
+            (ORDER_QUERY_PATH, "order query", MAX_QPS),
+            (VERIFY_PATH, "verifications", VERIFY_QPS),
+        ] {
+            let times: Vec<u64> = requests
+                .iter()
+                .filter(|r| r.path == path)
+                .map(|r| r.at_ms)
+                .collect();
+            let (Some(first), Some(last)) = (times.first(), times.last()) else {
+                continue;
+            };
+            // Over the endpoint's whole run: n requests start within (last - first) + 1 s of
+            // budget, so the rate is (n - 1) per (last - first).
+            let rate = (times.len() - 1) as f64 / ((last - first) as f64 / 1000.0).max(0.001);
+            parts.push(format!(
+                "{name}: {} requests, {rate:.1}/s ({:.1}% of {budget}), busiest second {}",
+                times.len(),
+                100.0 * rate / f64::from(budget),
+                fake.busiest_second_of(path)
+            ));
+        }
+        println!("  {streams:<22} {seconds:>5.1} s  {}", parts.join("; "));
     }
 }

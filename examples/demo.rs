@@ -5,7 +5,8 @@
 //! database it drops again), starts a fake Douyin Open Platform on loopback with three days of
 //! generated orders and a few injected "system busy" errors, and then runs the binary as a
 //! merchant would: a first sync of the three days, the same sync again (nothing changes), a
-//! refund picked up by the incremental mode, and the seed README's queries on the result. Then
+//! refund picked up by the incremental mode, and the seed README's queries on the result; the
+//! coupons and verification records (`STREAMS=all`) with a revocation picked up. Then
 //! the monitoring: the `task_monitor` row, a remote STOP, and (when Debian's
 //! `prometheus-pushgateway` is installed) the metrics in a Pushgateway it starts.
 //!
@@ -47,6 +48,8 @@ const MAX_ROWS_SHOWN: usize = 12;
 const MAX_CELL_WIDTH: usize = 36;
 /// The status the demo's refund sets (Douyin Life: refunded).
 const REFUNDED: i64 = 4;
+/// Verification records (coupons used) generated for each of the three days.
+const VERIFICATIONS_PER_DAY: usize = 57;
 
 /// The seed README's four queries, verbatim (as in tests/support/setup.rs, SEED_QUERIES).
 const SEED_QUERIES: [(&str, &str); 4] = [
@@ -151,6 +154,20 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
         "to show resilience, every answer takes 20 ms and about 1 request in 20 gets a \
          \"system busy\" error"
     );
+    let verifications = fake_douyin::generate_verifications(
+        ACCOUNT,
+        today - ORDERS_PER_DAY.len() as i64 * DAY,
+        ORDERS_PER_DAY.len(),
+        VERIFICATIONS_PER_DAY,
+        11,
+    );
+    let first_verification = verifications
+        .first()
+        .and_then(|v| v["verify_id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    fake.add_verifications(verifications);
+    println!("  and {VERIFICATIONS_PER_DAY} verification records (coupons used in a shop) a day");
     let first_day = days.first().map(|(d, _)| d.clone()).unwrap_or_default();
     let last_day = days.last().map(|(d, _)| d.clone()).unwrap_or_default();
     stop_check()?;
@@ -322,8 +339,55 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     show_query(&mut client, "SELECT * FROM sync_checkpoints")?;
     stop_check()?;
 
+    section(8, "Coupons and verifications: the verifications stream");
+    println!(
+        "every order's coupons (certificate[]) are in order_certificates already, written with \
+         the orders; the verification records (验券历史) are a second stream, with its own \
+         endpoint, budget (VERIFY_QPS) and checkpoint. STREAMS=all syncs both side by side:"
+    );
+    let mut streams_env = range_env.clone();
+    streams_env.push(("STREAMS", "all".to_string()));
+    fake.clear_requests();
+    sync(&bin, &streams_env, workdir.path())?;
+    report_requests(&fake);
+    for (title, sql) in [
+        (
+            "coupons used per day and per shop",
+            "SELECT date(verify_time) AS day, poi_id, count(*) AS coupons, sum(pay_amount) AS paid \
+             FROM verifications WHERE status = 1 GROUP BY 1, 2 ORDER BY 1 DESC, 2",
+        ),
+        (
+            "coupons per status (100 unused, 401 used, 301 refunded)",
+            "SELECT item_status, count(*) AS coupons, sum(refund_amount) AS refunded \
+             FROM order_certificates GROUP BY 1 ORDER BY 1",
+        ),
+    ] {
+        println!("\n{title}:\n   {sql};");
+        show_query(&mut client, sql)?;
+    }
+    println!(
+        "\na verification is revoked (撤销核销) later: its verify_time stays, status and \
+         cancel_time change. A rerun of the range (or the next incremental run, which re-reads \
+         VERIFY_LOOKBACK_DAYS=3) picks it up:"
+    );
+    fake.revoke_verification(&first_verification, epoch_now() - 60);
+    streams_env.retain(|(k, _)| *k != "STREAMS");
+    streams_env.push(("STREAMS", "verifications".to_string()));
+    let log = sync(&bin, &streams_env, workdir.path())?;
+    if log.iter().any(|l| l.contains("(0 new, 1 changed)")) {
+        println!("-> \"0 new, 1 changed\": the revocation, and nothing else");
+    } else {
+        println!("-> note: the log does not say \"0 new, 1 changed\"");
+    }
+    let revoked =
+        "SELECT verify_id, certificate_id, verify_time, status, cancel_time, pay_amount, poi_id \
+                   FROM verifications WHERE status = 2";
+    println!("   {revoked};");
+    show_query(&mut client, revoked)?;
+    stop_check()?;
+
     section(
-        8,
+        9,
         "Monitoring: the task_monitor row, a remote STOP, Prometheus",
     );
     println!(
@@ -365,7 +429,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     }
     drop(client);
 
-    section(9, "Cleaning up");
+    section(10, "Cleaning up");
     drop(gateway);
     drop(fake);
     println!("stopped the fake Douyin");
@@ -375,7 +439,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
 }
 
 fn section(n: usize, title: &str) {
-    println!("\n=== {n}/9  {title} ===");
+    println!("\n=== {n}/10  {title} ===");
 }
 
 /// The demo's own database: a fresh one on the server named by DB_URL (dropped at the end), or a

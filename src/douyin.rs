@@ -15,6 +15,7 @@ use crate::stop::Stop;
 use crate::window::Span;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -241,6 +242,10 @@ pub struct OrderQuery<'a> {
     pub page_size: u32,
     pub order_status: Option<i64>,
     pub get_secret_number: bool,
+    /// Deep paging past `page_num × page_size ≤ 10000`: the previous answer's
+    /// `data.search_after.CursorValue`, sent as the compact JSON array the official SDK sends
+    /// (`cursor=["1706164312","1077…"]`, douyin-api.md §2).
+    pub cursor: Option<&'a [String]>,
 }
 
 impl OrderQuery<'_> {
@@ -269,6 +274,12 @@ impl OrderQuery<'_> {
         if self.get_secret_number {
             params.push(("get_secret_number", "true".to_string()));
         }
+        if let Some(cursor) = self.cursor {
+            params.push((
+                "cursor",
+                serde_json::to_string(cursor).unwrap_or_else(|_| "[]".to_string()),
+            ));
+        }
         params
     }
 }
@@ -280,6 +291,8 @@ pub struct OrderPage {
     pub orders: Vec<Box<RawValue>>,
     /// `data.page.total`: how many orders the whole query matches, as of this answer.
     pub total: u64,
+    /// `data.search_after.CursorValue`: where the next page starts (deep paging), when given.
+    pub cursor: Option<Vec<String>>,
     pub logid: Option<String>,
 }
 
@@ -301,6 +314,14 @@ struct QueryData {
     error_code: Option<Num>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    search_after: Option<SearchAfter>,
+}
+
+#[derive(Deserialize)]
+struct SearchAfter {
+    #[serde(default, rename = "CursorValue")]
+    cursor_value: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -571,9 +592,23 @@ impl Douyin {
                 detail: "order query answer without data.page.total".into(),
                 logid: logid.clone(),
             })?;
+        let cursor = data
+            .search_after
+            .and_then(|s| s.cursor_value)
+            .filter(|c| !c.is_empty())
+            .map(|values| {
+                values
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    })
+                    .collect()
+            });
         Ok(OrderPage {
             orders: data.orders.unwrap_or_default(),
             total,
+            cursor,
             logid,
         })
     }
@@ -1067,6 +1102,7 @@ mod tests {
             page_size: 50,
             order_status: None,
             get_secret_number: false,
+            cursor: None,
         };
         let keys: Vec<_> = q.params().into_iter().map(|(k, _)| k).collect();
         assert_eq!(

@@ -580,6 +580,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 page_size: config.page_size(),
                 order_status: config.order_status(),
                 get_secret_number: config.get_secret_number(),
+                cursor: None,
             })?;
             say!(
                 "  first day {}: Douyin reports {} orders ({} in the first page)",

@@ -15,7 +15,9 @@
 //!
 //! Completeness: a day is first asked whole. When `data.page.total` says a slice holds more than
 //! the API will page to (`page_num × page_size ≤ 10000`), the slice is cut in two by time and each
-//! half asked again, recursively; that works whatever the cursor's wire format is. A slice is
+//! half asked again, recursively. Only a single second that holds more than that is paged by the
+//! `search_after` cursor (one page after the other, sent as the SDK's JSON array), guarded
+//! against a cursor that stops advancing. A slice is
 //! complete when the distinct orders received equal its `total` and every page reported the same
 //! total; otherwise (rows shifted between pages, the total moved) it is fetched again.
 
@@ -167,6 +169,8 @@ struct Job {
     span: Span,
     /// (order id, `Enc.` ciphertext) to decrypt; empty for a page request.
     phones: Vec<(String, String)>,
+    /// Deep paging of a one-second slice: the previous page's `search_after` cursor.
+    cursor: Option<Vec<String>>,
 }
 
 /// What a fetcher hands back.
@@ -184,6 +188,7 @@ enum Outcome {
 struct PageRows {
     rows: Vec<OrderRow>,
     total: u64,
+    cursor: Option<Vec<String>>,
 }
 
 /// The fetchers' work queue: a priority queue (earliest day, then lowest page first).
@@ -263,10 +268,13 @@ impl FetchContext {
             account_id: &self.account_id,
             span: job.span,
             time_field: self.time_field,
-            page_num: job.page,
+            // With a cursor the position is the cursor's; the page number stays 1 so that
+            // `page_num × page_size` stays within the API's limit.
+            page_num: if job.cursor.is_some() { 1 } else { job.page },
             page_size: self.page_size,
             order_status: self.order_status,
             get_secret_number: self.get_secret_number,
+            cursor: job.cursor.as_deref(),
         })?;
         let logid = page.logid.clone().unwrap_or_default();
         let mut rows = Vec::with_capacity(page.orders.len());
@@ -279,6 +287,7 @@ impl FetchContext {
         Ok(PageRows {
             rows,
             total: page.total,
+            cursor: page.cursor,
         })
     }
 
@@ -366,6 +375,9 @@ struct SliceState {
     ids: HashSet<u64>,
     /// Replaced by its two halves.
     split: bool,
+    /// One second with more orders than offset paging reaches: paged by cursor, one page
+    /// after the other.
+    by_cursor: bool,
     done: bool,
 }
 
@@ -379,6 +391,7 @@ impl SliceState {
             received_pages: 0,
             ids: HashSet::new(),
             split: false,
+            by_cursor: false,
             done: false,
         }
     }
@@ -733,6 +746,7 @@ impl Pipeline<'_> {
                 generation: self.generation,
                 span,
                 phones: Vec::new(),
+                cursor: None,
             });
             self.next_schedule += 1;
         }
@@ -777,37 +791,44 @@ impl Pipeline<'_> {
         let mut new_jobs = Vec::new();
         let mut refetch = None;
         match slice.total {
-            None if page.total > slice_limit => {
+            None if page.total > slice_limit => match slice.span.halves() {
                 // More than the API pages to: ask each half of the slice instead.
-                let Some((a, b)) = slice.span.halves() else {
-                    return Err(Error::Bug(format!(
-                        "Douyin reports {} orders within the one second {}; the API pages to {} at most and this tool does not page by cursor",
+                Some((a, b)) => {
+                    slice.split = true;
+                    for half in [a, b] {
+                        new_slices.push(SliceState::new(half));
+                        new_jobs.push(Job {
+                            day: day_index,
+                            page: 1,
+                            slice: slice_count + new_slices.len() - 1,
+                            attempt: 0,
+                            generation: job.generation,
+                            span: half,
+                            phones: Vec::new(),
+                            cursor: None,
+                        });
+                    }
+                    log::debug!(
+                        "day {}: {} orders in {}..{}, split in two",
+                        self.plan.days[day_index].date,
                         page.total,
-                        window::format_local(slice.span.start),
-                        slice_limit
-                    )));
-                };
-                slice.split = true;
-                for half in [a, b] {
-                    new_slices.push(SliceState::new(half));
-                    new_jobs.push(Job {
-                        day: day_index,
-                        page: 1,
-                        slice: slice_count + new_slices.len() - 1,
-                        attempt: 0,
-                        generation: job.generation,
-                        span: half,
-                        phones: Vec::new(),
-                    });
+                        window::format_local(job.span.start),
+                        window::format_local(job.span.end)
+                    );
                 }
-                log::debug!(
-                    "day {}: {} orders in {}..{}, split in two",
-                    self.plan.days[day_index].date,
-                    page.total,
-                    window::format_local(job.span.start),
-                    window::format_local(job.span.end)
-                );
-            }
+                // One second holds more than offset paging reaches (time-splitting cannot
+                // help): page on by cursor, each page asking after the previous one's last.
+                None => {
+                    log::info!(
+                        "day {}: {} orders within the one second {}: paging it by cursor",
+                        self.plan.days[day_index].date,
+                        page.total,
+                        window::format_local(slice.span.start)
+                    );
+                    slice.total = Some(page.total);
+                    slice.by_cursor = true;
+                }
+            },
             None => {
                 slice.total = Some(page.total);
                 slice.expected_pages = page.total.div_ceil(page_size).max(1) as u32;
@@ -832,7 +853,18 @@ impl Pipeline<'_> {
                 slice.ids.insert(id_key(&row.order_id));
             }
             slice.received_pages += 1;
-            if slice.received_pages == slice.expected_pages {
+            if slice.by_cursor && page.rows.len() as u64 >= page_size {
+                // A full page: the next one starts after its cursor, unless the cursor did
+                // not move (then the slice starts again rather than loop).
+                match &page.cursor {
+                    Some(next) if job.cursor.as_ref() != Some(next) => new_jobs.push(Job {
+                        page: job.page.saturating_add(1),
+                        cursor: Some(next.clone()),
+                        ..job.clone()
+                    }),
+                    _ => refetch = Some("the search_after cursor did not advance".to_string()),
+                }
+            } else if slice.by_cursor || slice.received_pages == slice.expected_pages {
                 let total = slice.total.unwrap_or(0);
                 if slice.ids.len() as u64 == total {
                     slice.done = true;
@@ -865,10 +897,12 @@ impl Pipeline<'_> {
             slice.total = None;
             slice.received_pages = 0;
             slice.ids.clear();
+            slice.by_cursor = false;
             day.refetches += 1;
             new_jobs.push(Job {
                 page: 1,
                 attempt: slice.attempt,
+                cursor: None,
                 ..job.clone()
             });
         }
@@ -907,6 +941,7 @@ impl Pipeline<'_> {
                 generation: job.generation,
                 span: job.span,
                 phones,
+                cursor: None,
             });
         }
         for j in new_jobs {

@@ -545,3 +545,61 @@ fn two_runs_starting_together_on_a_fresh_database_migrate_once() {
     );
     assert_eq!(w.table().len(), served.len());
 }
+
+#[test]
+fn more_than_10000_orders_in_one_second_are_paged_by_cursor() {
+    let w = World::new("one_second_cursor");
+    let secret = w.config.app_secret.clone();
+    let second = MARCH_1 + 3600;
+    let mut served = support::fake_douyin::generate_day(&secret, ACCOUNT, MARCH_1, 10_050, 5);
+    for o in &mut served {
+        o.json["update_order_time"] = serde_json::json!(second);
+        // Legacy phones only: the test is about paging, not the decrypt endpoint.
+        if let Some((_, plain)) = &o.platform_cipher {
+            o.json["contacts"][0]["phone_encrypt"] =
+                support::fake_douyin::legacy_encrypt(&secret, plain)
+                    .unwrap()
+                    .into();
+        }
+    }
+    w.fake.add_orders(served.iter().map(|o| o.json.clone()));
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-01")
+        .env("PAGE_SIZE", "100")
+        .run();
+    out.expect_success();
+    assert!(
+        out.log().contains("paging it by cursor"),
+        "{}",
+        out.report()
+    );
+    let table = w.table();
+    assert_eq!(table.len(), served.len());
+    for order in &served {
+        assert_stored_exactly(order, &table[order.json["order_id"].as_str().unwrap()]);
+    }
+    // The cursor went as the SDK's JSON array, and no request paged past the offset limit.
+    let requests = w.fake.requests();
+    let with_cursor: Vec<_> = requests
+        .iter()
+        .filter(|r| r.params.contains_key("cursor"))
+        .collect();
+    assert!(
+        with_cursor.len() >= 100,
+        "{} cursor pages",
+        with_cursor.len()
+    );
+    for r in &with_cursor {
+        let c: serde_json::Value = serde_json::from_str(&r.params["cursor"]).unwrap();
+        assert_eq!(
+            c.as_array().map(Vec::len),
+            Some(2),
+            "{:?}",
+            r.params["cursor"]
+        );
+        assert_eq!(r.params["page_num"], "1");
+    }
+    assert!(requests
+        .iter()
+        .all(|r| r.outcome == "ok" || r.outcome.starts_with("token")));
+}

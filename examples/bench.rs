@@ -269,6 +269,121 @@ fn main() {
     {
         streams_side_by_side(&bin, &admin_url, scale);
     }
+    if filter
+        .as_ref()
+        .is_none_or(|f| "refunds settlements ledger".contains(f.as_str()))
+    {
+        ledger_streams_at_their_limits(&bin, &admin_url, scale);
+    }
+}
+
+/// Refunds at `REFUND_QPS=10` and the settlement ledger at `SETTLE_QPS=20`, their documented
+/// limits, with the fake enforcing those limits: records/s, the request rate as a share of the
+/// budget, the busiest second, and how many "too frequent" answers the limit gave.
+fn ledger_streams_at_their_limits(bin: &std::path::Path, admin_url: &str, scale: usize) {
+    use fake_douyin::ledger::{generate_ledger, generate_refunds, LedgerFaults};
+    let days = 10;
+    for (stream, budget, per_day) in [
+        ("refunds", 10u32, 1000 / scale),
+        ("settlements", 20, 500 / scale),
+    ] {
+        let fake = FakeDouyin::start(FakeConfig::default());
+        for d in 0..days {
+            let day_start = MARCH_1 + d as i64 * 86_400;
+            if stream == "refunds" {
+                // Not at 00:00:00: that second would be answered for two days.
+                let mut refunds = generate_refunds(ACCOUNT, day_start, per_day, d as u64 + 1);
+                for r in &mut refunds {
+                    if r["complete_time"].as_i64() == Some(day_start) {
+                        r["complete_time"] = (day_start + 1).into();
+                    }
+                }
+                fake.add_refunds(refunds);
+            } else {
+                let date = format!("2024-03-{:02}", d + 1);
+                fake.add_ledger_records(
+                    &date,
+                    generate_ledger(ACCOUNT, &date, day_start, per_day, d as u64 + 1),
+                );
+            }
+        }
+        fake.set_faults(Faults {
+            latency: Duration::from_millis(100),
+            ..Faults::default()
+        });
+        fake.set_ledger_faults(LedgerFaults {
+            refunds_qps_limit: Some(10),
+            ledger_qps_limit: Some(20),
+            ..LedgerFaults::default()
+        });
+        let db = format!("bench_ledger_{}", std::process::id());
+        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db}"))
+            .unwrap();
+        let url = pg::with_dbname(admin_url, &db);
+        let started = Instant::now();
+        let out = Command::new(bin)
+            .env_clear()
+            .env("DB_URL", &url)
+            .env("APPID", FakeConfig::default().app_id)
+            .env("AppSecret", FakeConfig::default().app_secret)
+            .env("ACCOUNT_ID", ACCOUNT)
+            .env("API_BASE_URL", fake.base_url())
+            .env("START_TIME", MARCH_1.to_string())
+            .env("END_TIME", (MARCH_1 + days as i64 * 86_400 - 1).to_string())
+            .env("REFUND_QPS", "10")
+            .env("SETTLE_QPS", "20")
+            .env("STREAMS", stream)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let seconds = started.elapsed().as_secs_f64();
+        assert!(
+            out.status.success(),
+            "the run failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let stored: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {stream}"), &[])
+            .unwrap()
+            .get(0);
+        drop(client);
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+        assert_eq!(stored as usize, days * per_day, "{stream} missing");
+        let path = if stream == "refunds" {
+            fake_douyin::ledger::REFUNDS_PATH
+        } else {
+            fake_douyin::ledger::LEDGER_PATH
+        };
+        let requests: Vec<_> = fake
+            .requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect();
+        let limited = requests
+            .iter()
+            .filter(|r| r.outcome.starts_with("rate"))
+            .count();
+        let (first, last) = (requests[0].at_ms, requests[requests.len() - 1].at_ms);
+        let rate = (requests.len() - 1) as f64 / ((last - first) as f64 / 1000.0).max(0.001);
+        println!(
+            "{stream} at its documented limit: 100 ms latency, {days} days x {per_day}, budget {budget}/s\n  {seconds:>5.1} s  {:>6.0} records/s  {} requests  {rate:.1}/s ({:.1}% of {budget})  busiest second {}  too-frequent answers {limited}",
+            stored as f64 / seconds,
+            requests.len(),
+            100.0 * rate / f64::from(budget),
+            fake.busiest_second_of(path),
+        );
+    }
 }
 
 /// Orders and verifications, each alone and then together (`STREAMS=orders,verifications`):

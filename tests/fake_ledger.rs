@@ -239,7 +239,7 @@ fn each_endpoint_has_its_qps_limit_and_refunds_a_quota() {
         [0, 0, 0, 0, 0, 2119003, 2119003],
         "a separate budget"
     );
-    assert!(server.busiest_second_on(REFUNDS_PATH) >= 5);
+    assert!(server.busiest_second_of(REFUNDS_PATH) >= 5);
     server.set_ledger_faults(LedgerFaults {
         refunds_quota: Some(2),
         quota_code: 28003017,

@@ -469,8 +469,8 @@ fn faults_and_qps_limits_lose_nothing() {
         0,
         "SETTLE_QPS keeps under the ledger's limit"
     );
-    assert!(w.fake.busiest_second_on(LEDGER_PATH) <= 8);
-    assert!(w.fake.busiest_second_on(REFUNDS_PATH) <= 5);
+    assert!(w.fake.busiest_second_of(LEDGER_PATH) <= 8);
+    assert!(w.fake.busiest_second_of(REFUNDS_PATH) <= 5);
 }
 
 #[test]

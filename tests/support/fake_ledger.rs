@@ -180,26 +180,6 @@ impl FakeDouyin {
     pub fn set_ledger_hook(&self, hook: Option<LedgerHook>) {
         *lock(&self.shared.ledger.hook) = hook;
     }
-
-    /// The most requests to `path` whose arrival falls in any sliding second.
-    pub fn busiest_second_on(&self, path: &str) -> usize {
-        let mut times: Vec<u64> = lock(&self.shared.ctl)
-            .requests
-            .iter()
-            .filter(|r| r.path == path)
-            .map(|r| r.at_ms)
-            .collect();
-        times.sort_unstable();
-        let mut best = 0;
-        let mut j = 0;
-        for i in 0..times.len() {
-            while j < times.len() && times[j] < times[i] + 1000 {
-                j += 1;
-            }
-            best = best.max(j - i);
-        }
-        best
-    }
 }
 
 /// An id field as text (numbers stringified), "" when absent.

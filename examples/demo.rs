@@ -6,7 +6,9 @@
 //! generated orders and a few injected "system busy" errors, and then runs the binary as a
 //! merchant would: a first sync of the three days, the same sync again (nothing changes), a
 //! refund picked up by the incremental mode, and the seed README's queries on the result; the
-//! coupons and verification records (`STREAMS=all`) with a revocation picked up. Then
+//! coupons and verification records (`STREAMS=all`) with a revocation picked up; refunds and the
+//! settlement ledger made from the orders' coupons, and a few lines of the `order_reconciliation`
+//! view. Then
 //! the monitoring: the `task_monitor` row, a remote STOP, and (when Debian's
 //! `prometheus-pushgateway` is installed) the metrics in a Pushgateway it starts.
 //!
@@ -388,6 +390,53 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
 
     section(
         9,
+        "Refunds, the settlement ledger, and the order_reconciliation view",
+    );
+    let (refunds, ledger_dates) = seed_money(&fake, &days);
+    println!(
+        "Douyin now also answers {refunds} refunds (退款单) and a settlement ledger (账单) of {} \
+         records over {} bill dates, made from the orders' coupons: most used coupons are \
+         verified and settled about an hour later, some not yet. Each is a stream with its own \
+         endpoint, budget (REFUND_QPS, SETTLE_QPS) and checkpoint; STREAMS=all runs all four:",
+        ledger_dates.iter().map(|(_, n)| n).sum::<usize>(),
+        ledger_dates.len()
+    );
+    streams_env.retain(|(k, _)| *k != "STREAMS");
+    streams_env.push(("STREAMS", "all".to_string()));
+    fake.clear_requests();
+    sync(&bin, &streams_env, workdir.path())?;
+    report_requests(&fake);
+    for (title, sql) in [
+        (
+            "what each stream stored",
+            "SELECT 'orders' AS stream, count(*) AS rows FROM orders \
+             UNION ALL SELECT 'order_certificates', count(*) FROM order_certificates \
+             UNION ALL SELECT 'verifications', count(*) FROM verifications \
+             UNION ALL SELECT 'refunds', count(*) FROM refunds \
+             UNION ALL SELECT 'settlements', count(*) FROM settlements",
+        ),
+        (
+            "a few orders of the order_reconciliation view (one row per order)",
+            "SELECT order_id, pay_amount, coupons, coupons_used AS used, coupons_refunded AS refunded, \
+                    refunded_amount, settled_amount, unsettled_used AS unsettled \
+               FROM order_reconciliation WHERE coupons_used > 0 OR coupons_refunded > 0 \
+              ORDER BY unsettled_used DESC, refunded_amount DESC, pay_time DESC LIMIT 8",
+        ),
+        (
+            "per day, as finance reads it: paid, refunded, settled, used but unsettled",
+            "SELECT date(pay_time AT TIME ZONE 'Asia/Shanghai') AS day, count(*) AS orders, \
+                    sum(pay_amount) AS paid, sum(refunded_amount) AS refunded, \
+                    sum(settled_amount) AS settled, sum(unsettled_used) AS unsettled_coupons \
+               FROM order_reconciliation WHERE pay_time IS NOT NULL GROUP BY 1 ORDER BY 1",
+        ),
+    ] {
+        println!("\n{title}:\n   {sql};");
+        show_query(&mut client, sql)?;
+    }
+    stop_check()?;
+
+    section(
+        10,
         "Monitoring: the task_monitor row, a remote STOP, Prometheus",
     );
     println!(
@@ -429,7 +478,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     }
     drop(client);
 
-    section(10, "Cleaning up");
+    section(11, "Cleaning up");
     drop(gateway);
     drop(fake);
     println!("stopped the fake Douyin");
@@ -439,7 +488,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
 }
 
 fn section(n: usize, title: &str) {
-    println!("\n=== {n}/10  {title} ===");
+    println!("\n=== {n}/11  {title} ===");
 }
 
 /// The demo's own database: a fresh one on the server named by DB_URL (dropped at the end), or a
@@ -996,4 +1045,97 @@ fn local_midnight(t: i64) -> i64 {
 /// `YYYY-MM-DD` of `t` in Asia/Shanghai.
 fn local_date(t: i64) -> String {
     douyin_order_sync::window::local_date(t)
+}
+
+/// Refunds and ledger records made from the demo's orders: every used coupon (item_status 401)
+/// gets a verification, and three in four a ledger record booked an hour later on that hour's
+/// Asia/Shanghai date; the first few paid, unused orders are refunded (their coupons become 301).
+/// Returns the number of refunds and (bill date, records) per date.
+fn seed_money(
+    fake: &FakeDouyin,
+    days: &[(String, Vec<GeneratedOrder>)],
+) -> (usize, Vec<(String, usize)>) {
+    use fake_douyin::ledger::LedgerFaults;
+    let now = epoch_now();
+    let mut verifications = Vec::new();
+    let mut ledger: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    let mut refunds = Vec::new();
+    let mut n = 0u64;
+    for (_, orders) in days {
+        for o in orders {
+            let order = fake.order(&o.order_id()).unwrap_or_else(|| o.json.clone());
+            let order_id = o.order_id();
+            let certs = order["certificate"].as_array().cloned().unwrap_or_default();
+            let count = certs.len().max(1) as i64;
+            let pay = order["pay_amount"].as_i64().unwrap_or(0);
+            let status = order["order_status"].as_i64().unwrap_or(0);
+            for c in &certs {
+                let used = c["item_status"].as_i64() == Some(401);
+                let Some(cert) = c["certificate_id"].as_str().filter(|s| !s.is_empty()) else {
+                    continue;
+                };
+                if !used {
+                    continue;
+                }
+                n += 1;
+                let verify_time = c["item_update_time"]
+                    .as_i64()
+                    .unwrap_or(now)
+                    .min(now - 7200);
+                let id = format!("{}", 7_400_000_000_000_000_000u64 + n);
+                let code = format!("{:012}", n * 7919);
+                verifications.push(serde_json::json!({
+                    "cursor": id, "verify_id": id, "certificate_id": cert, "code": code,
+                    "order_id": order_id, "verify_time": verify_time, "status": 1,
+                    "cancel_time": 0, "can_cancel": true, "verify_type": 1,
+                    "amount": {"original_amount": pay / count, "pay_amount": pay / count,
+                               "merchant_ticket_amount": 0},
+                    "verify_poi_id": "7100000000000000101",
+                }));
+                if n % 4 != 0 {
+                    let booked = verify_time + 3600;
+                    ledger.entry(local_date(booked)).or_default().push(serde_json::json!({
+                        "ledger_id": format!("l_r_b{id}"), "id": id, "account_id": ACCOUNT,
+                        "order_id": order_id, "item_order_id": c["order_item_id"],
+                        "poi_id": "7100000000000000101", "ledger_time": booked, "status": 1,
+                        "certificate": {"certificate_id": cert, "code": code},
+                        "goods": {"group_name": "示例团购", "sku_id": order["sku_id"], "sold_start_time": 0},
+                        "amount": {"original": pay / count, "pay": pay / count,
+                                   "coupon_pay": pay / count, "merchant_ticket": 0,
+                                   "goods": pay / count * 94 / 100, "actual_insured": 0},
+                        "order_attrribute": {"room_id": "", "source": 1},
+                    }));
+                }
+            }
+            if (status == 200 || status == 201) && refunds.len() < 6 && pay > 0 {
+                let update = order["update_order_time"].as_i64().unwrap_or(now);
+                fake.update_order(&order_id, |o| {
+                    if let Some(certs) = o["certificate"].as_array_mut() {
+                        for c in certs {
+                            c["item_status"] = 301.into();
+                            c["refund_amount"] = (pay / count).into();
+                            c["refund_time"] = update.into();
+                        }
+                    }
+                });
+                refunds.push(serde_json::json!({
+                    "after_sale_id": format!("{}", 7_500_000_000_000_000_000u64 + refunds.len() as u64),
+                    "order_id": order_id, "status": 50, "refund_type": 1,
+                    "merchant_account_id": ACCOUNT.parse::<i64>().unwrap_or(0),
+                    "create_time": update - 600, "update_time": update, "audit_time": update - 300,
+                    "complete_time": update, "refund_amount": pay, "total_refund_amount": pay,
+                    "real_refund_amount": pay, "reject_reason": "",
+                }));
+            }
+        }
+    }
+    fake.add_verifications(verifications);
+    let counts = ledger.iter().map(|(d, r)| (d.clone(), r.len())).collect();
+    for (date, records) in ledger {
+        fake.add_ledger_records(&date, records);
+    }
+    let refund_count = refunds.len();
+    fake.add_refunds(refunds);
+    fake.set_ledger_faults(LedgerFaults::default());
+    (refund_count, counts)
 }

@@ -14,7 +14,7 @@ use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::pacer::Pacer;
 use crate::stop::Stop;
 use crate::store::{OrdersLayout, RunRecord, Store};
-use crate::streams::{StreamContext, StreamKind, StreamStats};
+use crate::streams::{StreamContext, StreamKind, StreamOutcome, StreamStats};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
@@ -238,10 +238,7 @@ fn sync_accounts(
             sync_account(config, douyin, store, account, &streams, stop, &mut stats);
         let mut failed_streams = Vec::new();
         for (kind, outcome) in stream_results {
-            let (stream_stats, error) = match outcome {
-                Ok(s) => (s, None),
-                Err((e, s)) => (s, Some(e)),
-            };
+            let (stream_stats, error) = (outcome.stats, outcome.result.err());
             if let Some((_, t)) = stream_totals.iter_mut().find(|(k, _)| *k == kind) {
                 t.days += stream_stats.days;
                 t.records += stream_stats.records;
@@ -419,7 +416,7 @@ struct StreamRun<'a> {
     now: i64,
 }
 
-type StreamOutcome = (StreamKind, Result<StreamStats, (Error, StreamStats)>);
+type StreamOutcomes = Vec<(StreamKind, StreamOutcome)>;
 
 /// Sync one account under its lock: the orders stream (when asked) on this thread, every other
 /// stream on its own thread and connection at the same time (each has its own budget). A
@@ -432,7 +429,7 @@ fn sync_account(
     streams: &StreamRun<'_>,
     stop: &Stop,
     stats: &mut AccountStats,
-) -> (Result<(), Error>, Vec<StreamOutcome>) {
+) -> (Result<(), Error>, StreamOutcomes) {
     match store.try_lock(account) {
         Ok(true) => {}
         Ok(false) => {
@@ -466,20 +463,21 @@ fn sync_account(
         } else {
             Ok(())
         };
-        let outcomes: Vec<StreamOutcome> = handles
+        let outcomes: StreamOutcomes = handles
             .into_iter()
             .map(|(kind, spawned)| {
                 let outcome = match spawned {
-                    Ok(handle) => handle.join().unwrap_or_else(|_| {
-                        Err((
-                            Error::Bug(format!("the {} stream panicked", kind.name())),
-                            StreamStats::default(),
-                        ))
+                    Ok(handle) => handle.join().unwrap_or_else(|_| StreamOutcome {
+                        stats: StreamStats::default(),
+                        result: Err(Error::Bug(format!("the {} stream panicked", kind.name()))),
                     }),
-                    Err(e) => Err((
-                        Error::Bug(format!("cannot start the {} stream: {e}", kind.name())),
-                        StreamStats::default(),
-                    )),
+                    Err(e) => StreamOutcome {
+                        stats: StreamStats::default(),
+                        result: Err(Error::Bug(format!(
+                            "cannot start the {} stream: {e}",
+                            kind.name()
+                        ))),
+                    },
                 };
                 (kind, outcome)
             })

@@ -81,16 +81,14 @@ impl StreamKind {
     }
 
     /// Sync this stream for one account (not for `orders`, whose pipeline is `sync`).
-    pub fn sync_account(
-        self,
-        ctx: &StreamContext<'_>,
-        account_id: &str,
-    ) -> Result<StreamStats, (Error, StreamStats)> {
+    pub fn sync_account(self, ctx: &StreamContext<'_>, account_id: &str) -> StreamOutcome {
         match self {
-            StreamKind::Orders => Err((
-                Error::Bug("the orders stream runs through sync::sync_days".into()),
-                StreamStats::default(),
-            )),
+            StreamKind::Orders => StreamOutcome {
+                stats: StreamStats::default(),
+                result: Err(Error::Bug(
+                    "the orders stream runs through sync::sync_days".into(),
+                )),
+            },
             StreamKind::Verifications => {
                 sync_stream::<verifications::Verifications>(ctx, account_id)
             }
@@ -177,6 +175,16 @@ pub struct StreamStats {
     pub refetches: u64,
     pub window: Option<(i64, i64)>,
 }
+
+/// How one stream of one account ended, and what it committed before.
+#[derive(Debug)]
+pub struct StreamOutcome {
+    pub stats: StreamStats,
+    pub result: Result<(), Error>,
+}
+
+/// A fetched day, or why it could not be fetched, as a fetcher hands it over.
+type DayResult<R> = (usize, Result<FetchedDay<R>, Error>);
 
 /// The checkpoint row of a stream for an account under this configuration.
 pub fn checkpoint_key(
@@ -346,15 +354,10 @@ impl DayQueue {
 /// time on the stream's budget, commit them in order on its own connection. A day that fails
 /// for good ends the stream after the days before it commit. The account's lock is held by the
 /// run's connection for the whole run.
-pub fn sync_stream<S: Stream>(
-    ctx: &StreamContext<'_>,
-    account_id: &str,
-) -> Result<StreamStats, (Error, StreamStats)> {
+pub fn sync_stream<S: Stream>(ctx: &StreamContext<'_>, account_id: &str) -> StreamOutcome {
     let mut stats = StreamStats::default();
-    match run_stream::<S>(ctx, account_id, &mut stats) {
-        Ok(()) => Ok(stats),
-        Err(e) => Err((e, stats)),
-    }
+    let result = run_stream::<S>(ctx, account_id, &mut stats);
+    StreamOutcome { stats, result }
 }
 
 fn run_stream<S: Stream>(
@@ -395,7 +398,7 @@ fn run_stream<S: Stream>(
     };
     let started = Instant::now();
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<(usize, Result<FetchedDay<S::Row>, Error>)>(lookahead);
+        let (tx, rx) = mpsc::sync_channel::<DayResult<S::Row>>(lookahead);
         for i in 0..workers {
             let tx = tx.clone();
             let (queue, plan) = (&queue, &plan);
@@ -429,7 +432,7 @@ fn commit_in_order<S: Stream>(
     store: &mut Store,
     plan: &Plan,
     queue: &DayQueue,
-    rx: &mpsc::Receiver<(usize, Result<FetchedDay<S::Row>, Error>)>,
+    rx: &mpsc::Receiver<DayResult<S::Row>>,
     stats: &mut StreamStats,
     started: Instant,
 ) -> Result<(), Error> {

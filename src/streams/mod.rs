@@ -441,6 +441,10 @@ fn commit_in_order<S: Stream>(
     let n = plan.days.len();
     while next < n {
         ctx.stop.check()?;
+        if ctx.stop.held() {
+            // A remote STOP (task_monitor): the committed days stay, the rest waits for a run.
+            return Ok(());
+        }
         if let Some(result) = ready.remove(&next) {
             let fetched = result?;
             let day = &plan.days[next];

@@ -731,3 +731,37 @@ fn an_unknown_stream_is_a_configuration_error() {
     out.expect_code(78);
     assert!(out.log().contains("STREAMS"), "{}", out.report());
 }
+
+#[test]
+fn several_accounts_each_get_their_own_verifications_and_checkpoints() {
+    const OTHER: &str = "7000000000000000002";
+    let w = World::with(
+        "verify_accounts",
+        support::fake_douyin::FakeConfig {
+            authorised_accounts: vec![ACCOUNT.to_string(), OTHER.to_string()],
+            ..support::fake_douyin::FakeConfig::default()
+        },
+    );
+    let mine = seed_verifications(&w, MARCH_1, 2, 23);
+    let theirs = generate_verifications(OTHER, MARCH_1, 2, 31, 8);
+    w.fake.add_verifications(theirs.clone());
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-02")
+        .env("ACCOUNT_ID", &format!("{ACCOUNT},{OTHER}"))
+        .env("STREAMS", "verifications")
+        .run();
+    out.expect_success();
+    let table = verifications(&w);
+    assert_eq!(table.len(), mine.len() + theirs.len());
+    for (records, account) in [(&mine, ACCOUNT), (&theirs, OTHER)] {
+        for r in records {
+            let stored = &table[r["verify_id"].as_str().unwrap()];
+            assert_eq!(stored.account_id.as_deref(), Some(account));
+            assert_eq!(stored.raw_data, *r);
+        }
+    }
+    assert_eq!(
+        w.count("SELECT count(DISTINCT account_id) FROM sync_checkpoints WHERE stream = 'verifications'"),
+        2
+    );
+}

@@ -388,8 +388,11 @@ fn run_stream<S: Stream>(
     if plan.days.is_empty() {
         return Ok(());
     }
+    // A day's pages follow each other (each needs the last one's cursor), so the budget is kept
+    // busy by several days at once; with as many days in flight as possible they also finish
+    // together, instead of the last ones running alone at a fraction of the budget.
     let workers = (S::budget(config) as usize)
-        .clamp(1, 8)
+        .clamp(1, 16)
         .min(plan.days.len());
     let lookahead = workers * 2;
     let queue = DayQueue {

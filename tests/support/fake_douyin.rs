@@ -257,8 +257,10 @@ struct TokenState {
 
 #[derive(Default)]
 struct Store {
-    /// Verification records (§7), by `verify_id`, in cursor order.
+    /// Verification records (§7), by `verify_id`.
     verifications: BTreeMap<String, Value>,
+    /// (verify_time, verify_id), sorted; dropped when records are added.
+    verify_index: Option<Vec<(i64, String)>>,
     orders: Vec<StoredOrder>,
     by_id: HashMap<String, usize>,
     /// Sorted indexes per queried account, dropped on every mutation and rebuilt lazily.
@@ -527,6 +529,7 @@ impl FakeDouyin {
                 .to_string();
             store.verifications.insert(id, r);
         }
+        store.verify_index = None;
     }
 
     /// Revokes a verification as Douyin does later: `status` 2, `cancel_time`, `can_cancel`
@@ -1347,21 +1350,35 @@ fn handle_verifications(
     let start = int("start_time").unwrap_or(i64::MIN);
     let end = int("end_time").unwrap_or(i64::MAX);
     let body = {
-        let store = lock(&shared.store);
-        let in_window: Vec<&Value> = store
-            .verifications
-            .values()
+        let mut store = lock(&shared.store);
+        if store.verify_index.is_none() {
+            let mut index: Vec<(i64, String)> = store
+                .verifications
+                .iter()
+                .map(|(id, r)| (int_field(r, "verify_time"), id.clone()))
+                .collect();
+            index.sort();
+            store.verify_index = Some(index);
+        }
+        let store = &*store;
+        let index = store.verify_index.as_deref().unwrap_or_default();
+        let lo = index.partition_point(|(t, _)| *t < start);
+        let hi = index.partition_point(|(t, _)| *t < end || (shared.end_inclusive && *t == end));
+        let mut in_window: Vec<&Value> = index[lo..hi.max(lo)]
+            .iter()
+            .filter_map(|(_, id)| store.verifications.get(id))
             .filter(|r| {
-                let t = int_field(r, "verify_time");
-                let account_of = r
-                    .get("sku")
+                r.get("sku")
                     .and_then(|s| s.get("account_id"))
-                    .and_then(Value::as_str);
-                account_of.is_none_or(|a| a == account)
-                    && t >= start
-                    && (t < end || (shared.end_inclusive && t == end))
+                    .and_then(Value::as_str)
+                    .is_none_or(|a| a == account)
             })
             .collect();
+        let cursor_of = |r: &Value| -> (usize, String) {
+            let c = r.get("cursor").and_then(Value::as_str).unwrap_or_default();
+            (c.len(), c.to_string())
+        };
+        in_window.sort_by_key(|r| cursor_of(r));
         let total = in_window.len();
         let after: Vec<&Value> = if faults.verify_stuck_cursor || cursor == "0" {
             in_window.clone()
@@ -1369,10 +1386,7 @@ fn handle_verifications(
             in_window
                 .iter()
                 .copied()
-                .filter(|r| {
-                    let c = r.get("cursor").and_then(Value::as_str).unwrap_or_default();
-                    (c.len(), c) > (cursor.len(), cursor.as_str())
-                })
+                .filter(|r| cursor_of(r) > (cursor.len(), cursor.clone()))
                 .collect()
         };
         let page: Vec<Value> = after.into_iter().take(size as usize).cloned().collect();

@@ -159,7 +159,7 @@ fn a_table_that_is_already_ours_is_left_as_it_is() {
     assert_eq!(w.table(), before);
     assert_eq!(
         w.count("SELECT count(*) FROM douyin_order_sync_migrations"),
-        2
+        3
     );
 }
 

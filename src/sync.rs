@@ -372,9 +372,9 @@ struct SliceState {
     ids: HashSet<RecordKey>,
     /// Records received in this attempt, repeated ones included.
     entries: u64,
-    /// The last failed count check, as (total, distinct, entries), and how many answers in a row
-    /// failed it exactly so.
-    mismatch: Option<(u64, u64, u64)>,
+    /// The last failed count check, as (total, distinct, entries, fingerprint of the distinct
+    /// records), and how many answers in a row failed it exactly so.
+    mismatch: Option<(u64, u64, u64, u64)>,
     same_mismatch: u32,
     /// Replaced by its two halves.
     split: bool,
@@ -425,6 +425,17 @@ struct DayState {
 enum RecordKey {
     Id(String),
     Text(String),
+}
+
+/// The same for the same set of records, whatever their order (orders shifting between pages
+/// while a busy merchant updates them give a different set each time: not a stable answer).
+fn fingerprint(keys: &HashSet<RecordKey>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    keys.iter().fold(0u64, |sum, key| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        sum.wrapping_add(h.finish())
+    })
 }
 
 fn record_key(rejected: &Rejected) -> RecordKey {
@@ -789,7 +800,7 @@ impl Pipeline<'_> {
                     slice.done = true;
                     day.open_slices -= 1;
                 } else {
-                    let answer = (total, distinct, slice.entries);
+                    let answer = (total, distinct, slice.entries, fingerprint(&slice.ids));
                     // Repeated records, the same way every time: asking again changes nothing.
                     if slice.entries >= total && slice.mismatch == Some(answer) {
                         slice.same_mismatch += 1;

@@ -415,3 +415,23 @@ fn a_page_of_records_of_every_shape_still_yields_its_orders() {
     );
     assert!(!out.log().contains(SECRET), "{}", out.report());
 }
+
+#[test]
+fn a_slice_that_stays_short_of_its_total_is_not_accepted() {
+    let w = World::new("quarantine_short_slice");
+    let t = MARCH_1 + 60;
+    let body = format!(
+        r#"{{"data":{{"orders":[{{"order_id":"9600000000000000001","update_order_time":{t}}},{{"order_id":"9600000000000000001","update_order_time":{t}}}],"page":{{"page_num":1,"page_size":100,"total":3}},"error_code":0,"description":""}},"extra":{{"error_code":0,"description":"","logid":"raw"}}}}"#
+    );
+    w.fake
+        .set_raw_page(Some(Box::new(move |_| Some(body.clone()))));
+    let out = w.range_cmd("2024-03-01", "2024-03-01").run();
+    out.expect_code(75);
+    assert!(
+        out.log()
+            .contains("came back inconsistent 6 times (1 distinct orders in 2 records received, total says 3)"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(w.count("SELECT count(*) FROM orders"), 0);
+}

@@ -242,6 +242,10 @@ enum Whole {
 /// `12900.0` and `1.29e4` are whole, `429.5` is not. `None` when it is not a number.
 fn whole_number(text: &str) -> Option<Whole> {
     let b = text.as_bytes();
+    // The usual case: a plain integer that fits.
+    if !b.is_empty() && b.len() <= 18 && b.iter().all(u8::is_ascii_digit) {
+        return text.parse().ok().map(Whole::Int);
+    }
     let mut i = 0;
     let negative = match b.first() {
         Some(b'-') => {
@@ -476,10 +480,11 @@ fn columns(order_id: String, f: &Fields<'_>) -> Result<OrderRow, String> {
 }
 
 /// One open object or list while checking a record's text.
-struct Frame<'a> {
+struct Frame {
     object: bool,
-    /// The keys of an object so far.
-    keys: Vec<Cow<'a, str>>,
+    /// Where the keys of this object start in the list of keys of all open objects (an inner
+    /// object's keys come after its outer's so far, and are dropped when it closes).
+    keys_from: usize,
     /// In an object: the next string is a key.
     expect_key: bool,
 }
@@ -490,7 +495,8 @@ struct Frame<'a> {
 /// where it is.
 pub fn check_text(text: &str) -> Result<(), String> {
     let b = text.as_bytes();
-    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut keys: Vec<Cow<'_, str>> = Vec::new();
     // The last key of the record itself, for the reason.
     let mut field: Option<(usize, usize)> = None;
     let place = |field: Option<(usize, usize)>| match field {
@@ -509,16 +515,17 @@ pub fn check_text(text: &str) -> Result<(), String> {
                 }
                 stack.push(Frame {
                     object: open == b'{',
-                    keys: Vec::new(),
+                    keys_from: keys.len(),
                     expect_key: open == b'{',
                 });
                 i += 1;
             }
             b'}' | b']' => {
-                if let Some(mut frame) = stack.pop() {
-                    if frame.keys.len() > 1 {
-                        frame.keys.sort_unstable();
-                        if let Some(pair) = frame.keys.windows(2).find(|w| w[0] == w[1]) {
+                if let Some(frame) = stack.pop() {
+                    let own = &mut keys[frame.keys_from..];
+                    if own.len() > 1 {
+                        own.sort_unstable();
+                        if let Some(pair) = own.windows(2).find(|w| w[0] == w[1]) {
                             // The record's own keys are not inside a field.
                             let place = if stack.is_empty() {
                                 String::new()
@@ -531,6 +538,7 @@ pub fn check_text(text: &str) -> Result<(), String> {
                             ));
                         }
                     }
+                    keys.truncate(frame.keys_from);
                 }
                 i += 1;
             }
@@ -558,20 +566,21 @@ pub fn check_text(text: &str) -> Result<(), String> {
                         if stack.len() == 1 {
                             field = Some((i + 1, end));
                         }
-                        if let Some(frame) = stack.last_mut() {
-                            frame.keys.push(key);
-                        }
+                        keys.push(key);
                     }
                 }
                 i = end + 1;
             }
             b'-' | b'0'..=b'9' => {
                 let from = i;
+                let mut exponent = false;
                 while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
                 {
+                    exponent |= matches!(b[i], b'e' | b'E');
                     i += 1;
                 }
-                if !fits_numeric(&text[from..i]) {
+                // Without an exponent only the number of digits matters.
+                if (exponent || i - from > 16_000) && !fits_numeric(&text[from..i]) {
                     return Err(format!(
                         "a number is beyond PostgreSQL's numeric{}",
                         place(field)
@@ -589,6 +598,7 @@ pub fn check_text(text: &str) -> Result<(), String> {
 fn string_end(b: &[u8], from: usize) -> Result<usize, &'static str> {
     let mut i = from;
     loop {
+        i = quote_or_backslash(b, i);
         match b.get(i) {
             None => return Err("an unterminated string"),
             Some(b'"') => return Ok(i),
@@ -620,6 +630,32 @@ fn string_end(b: &[u8], from: usize) -> Result<usize, &'static str> {
             Some(_) => i += 1,
         }
     }
+}
+
+/// The index of the first `"` or `\\` in `b` from `from` (or `b.len()`), eight bytes at a time:
+/// most of a record is the text of its strings.
+fn quote_or_backslash(b: &[u8], from: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
+        let word = u64::from_le_bytes(bytes);
+        // A byte of `x` is zero where `word` has the byte looked for; the lowest flagged byte is
+        // exact (the trick's false positives only sit above a true one).
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        let hit = zero(word ^ (ONES * u64::from(b'"'))) | zero(word ^ (ONES * u64::from(b'\\')));
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
+        i += 1;
+    }
+    i
 }
 
 fn hex4(b: &[u8], at: usize) -> Option<u32> {

@@ -10,8 +10,9 @@ use argh::FromArgs;
 #[derive(FromArgs, Debug, Default)]
 #[argh(
     note = r#"Configuration comes from flags, then environment variables, then a .env file (./.env, else
-the one beside the binary, or --env-file), first found wins. Variables (the Python tool's names):
-  DB_URL              PostgreSQL URL (postgres://, postgresql://, postgresql+psycopg2://),
+the one beside the binary, or --env-file), first found wins; .env is read as python-dotenv reads it
+(quotes, escapes, expanding $VAR in braces). Variables (the Python tool's names):
+  DB_URL              PostgreSQL URL as SQLAlchemy reads it (postgres://, postgresql+psycopg2://),
                       sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=FILE
   APPID, AppSecret    the Douyin app's client key and secret (required)
   ACCOUNT_ID          merchant account id(s), comma-separated (required)
@@ -30,8 +31,14 @@ the one beside the binary, or --env-file), first found wins. Variables (the Pyth
   HTTP_TIMEOUT_SECS   whole-request timeout (30); connect timeout 10 s
   OVERLAP_SECS        incremental runs re-read this much before the checkpoint (600)
   LOG_FORMAT          text|json (text)  RUST_LOG  error|warn|info|debug|trace (info)
-  SYNC_INTERVAL, TASK_ID  the old daemon's: accepted, ignored (schedule with cron or a CronJob)"#,
-    error_code(0, "done: every day of the window is committed"),
+  TASK_ID             the task_monitor row (douyin_order_sync); its target_command STOP
+                      stops runs, START or NULL lets them run
+  TASK_MONITOR        true|false: keep that row and obey its command (true)
+  HEARTBEAT_SECS      how often a run writes its heartbeat and reads the command (30)
+  PUSHGATEWAY_URL     push the run's metrics to this Prometheus Pushgateway at its end
+  METRICS_FILE        write them to this file too (node_exporter textfile collector)
+  SYNC_INTERVAL       the old daemon's: accepted, ignored (schedule with cron or a CronJob)"#,
+    error_code(0, "done: every day of the window is committed, or a task_monitor STOP held the run"),
     error_code(64, "bad command line"),
     error_code(70, "a bug on our side (e.g. Douyin answered 'invalid parameter')"),
     error_code(
@@ -171,7 +178,20 @@ mod tests {
         let help = parse(&argv(&["douyin-order-sync", "--help"]))
             .unwrap()
             .unwrap_err();
-        for needle in ["DB_URL", "AppSecret", "MAX_QPS", "75", "77", "78", "143"] {
+        for needle in [
+            "DB_URL",
+            "AppSecret",
+            "MAX_QPS",
+            "TASK_ID",
+            "TASK_MONITOR",
+            "HEARTBEAT_SECS",
+            "PUSHGATEWAY_URL",
+            "METRICS_FILE",
+            "75",
+            "77",
+            "78",
+            "143",
+        ] {
             assert!(help.contains(needle), "help lacks {needle}:\n{help}");
         }
     }

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "rejected_records",
         include_str!("../sql/0003_rejected_records.sql"),
     ),
+    (
+        4,
+        "task_monitor",
+        include_str!("../sql/0004_task_monitor.sql"),
+    ),
 ];
 
 /// The `stream` of order records in `rejected_records`.
@@ -139,6 +144,11 @@ impl Store {
             .batch_execute("SET client_min_messages = warning")
             .map_err(|e| db_error(&masked_url, "session settings", &e))?;
         Ok(Store { client, masked_url })
+    }
+
+    /// The connection itself, for the modules that own tables of their own (`monitor`).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
     /// Whether this connection is encrypted (TLS), as the server sees it.

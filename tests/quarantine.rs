@@ -385,8 +385,23 @@ fn a_page_of_records_of_every_shape_still_yields_its_orders() {
     );
     w.fake
         .set_raw_page(Some(Box::new(move |_| Some(body.clone()))));
-    let out = w.range_cmd("2024-03-01", "2024-03-01").run();
+    let dir = support::temp_dir("quarantine_metrics");
+    let metrics = dir.join("sync.prom");
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-01")
+        .env("METRICS_FILE", metrics.to_str().unwrap())
+        .run();
     out.expect_success();
+    // The count reaches the metrics too.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("douyin_order_sync_rejected_records{")
+                && l.contains(&format!("account=\"{ACCOUNT}\""))
+                && l.ends_with(" 6")),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     let table = w.table();
     assert_eq!(table.keys().collect::<Vec<_>>(), ["9500000000000000001"]);
     assert_eq!(

@@ -5,8 +5,8 @@
 //! order, several days at once), so memory does not grow with the size of a day. When a day is
 //! complete, one transaction moves it into `orders` (one `INSERT … ON CONFLICT`), takes the day's
 //! orders out of the quarantine (`rejected_records`) and puts the day's quarantined records in,
-//! advances the checkpoint and drops the staging table; the transaction rolls back on drop, so an early `?` or
-//! a crash leaves the previous state. Staging tables are UNLOGGED (no WAL) rather than temporary
+//! advances the checkpoint and drops the staging table; the transaction rolls back on drop, so an
+//! early `?` or a crash leaves the previous state. Staging tables are UNLOGGED (no WAL) rather than temporary
 //! so that one connection can stream pages while another commits days; a killed run's leftovers
 //! are dropped by the next run of the same account. This module knows nothing of HTTP.
 

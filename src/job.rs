@@ -245,6 +245,7 @@ fn sync_accounts(
                 t.inserted += stream_stats.inserted;
                 t.updated += stream_stats.updated;
                 t.pages += stream_stats.pages;
+                t.rejected += stream_stats.rejected;
             }
             match error {
                 None => {}
@@ -264,6 +265,7 @@ fn sync_accounts(
         };
         if let Some(r) = report.accounts.get_mut(index) {
             r.records = stats.orders;
+            r.rejected = Some(stats.rejected);
         }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
@@ -276,6 +278,7 @@ fn sync_accounts(
         totals.inserted += stats.inserted;
         totals.updated += stats.updated;
         totals.pages += stats.pages;
+        totals.rejected += stats.rejected;
         let failed_streams = if failed_streams.is_empty() {
             String::new()
         } else {
@@ -283,8 +286,13 @@ fn sync_accounts(
         };
         match result {
             Ok(()) => per_account.push(format!(
-                "{account}: {} orders{failed_streams}",
-                stats.orders
+                "{account}: {} orders{}{failed_streams}",
+                stats.orders,
+                if stats.rejected > 0 {
+                    format!(", {} quarantined", stats.rejected)
+                } else {
+                    String::new()
+                }
             )),
             Err(e @ Error::Interrupted(_)) => {
                 log::info!(
@@ -318,6 +326,8 @@ fn sync_accounts(
     record.pages = totals.pages as i64;
     record.requests = requests as i64;
     record.retries = retries as i64;
+    record.rejected =
+        (totals.rejected + stream_totals.iter().map(|(_, t)| t.rejected).sum::<u64>()) as i64;
     record.stream_records = config
         .streams()
         .iter()
@@ -335,11 +345,19 @@ fn sync_accounts(
     // The orders stream first (the summary of earlier versions, unchanged), then the others.
     let orders_part = if config.streams().contains(&StreamKind::Orders) {
         format!(
-            "{}, {} ({} new, {} changed), {}, ",
+            "{}, {} ({} new, {} changed{}), {}, ",
             sync::count(totals.days as u64, "day"),
             sync::count(totals.orders, "order"),
             totals.inserted,
             totals.updated,
+            if totals.rejected > 0 {
+                format!(
+                    ", {} quarantined in rejected_records",
+                    sync::count(totals.rejected, "record")
+                )
+            } else {
+                String::new()
+            },
             sync::count(totals.pages, "page"),
         )
     } else {
@@ -354,20 +372,28 @@ fn sync_accounts(
         .iter()
         .map(|(k, t)| {
             format!(
-                "; {}: {}, {} ({} new, {} changed), {}",
+                "; {}: {}, {} ({} new, {} changed{}), {}",
                 k.name(),
                 sync::count(t.days as u64, "day"),
                 t.records,
                 t.inserted,
                 t.updated,
+                if t.rejected > 0 {
+                    format!(
+                        ", {} quarantined in rejected_records",
+                        sync::count(t.rejected, "record")
+                    )
+                } else {
+                    String::new()
+                },
                 sync::count(t.pages, "page")
             )
         })
         .collect();
     log::info!(
         summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
-        updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
-        seconds = seconds;
+        updated = totals.updated, rejected = totals.rejected, pages = totals.pages,
+        requests = requests, retries = retries, seconds = seconds;
         "{}: {orders_part}{}, {}, {}, {seconds:.1} s{rate_part}{streams_part}{}",
         if worst.is_some() { "finished with errors" } else { "done" },
         sync::count(requests, "request"),

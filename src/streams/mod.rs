@@ -15,6 +15,7 @@ pub mod verifications;
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Answer, Douyin};
 use crate::error::Error;
+use crate::order::Rejected;
 use crate::pacer::Pacer;
 use crate::stop::Stop;
 use crate::store::{Checkpoint, CheckpointKey, DayWrite, Store};
@@ -108,6 +109,9 @@ impl StreamKind {
 #[derive(Debug)]
 pub struct Page<R> {
     pub rows: Vec<R>,
+    /// Records that cannot be stored as they are: quarantined in `rejected_records` with the
+    /// day (they still count toward the total).
+    pub rejected: Vec<Rejected>,
     /// How many records the whole day's query matches, when the answer says.
     pub total: Option<u64>,
     pub next: Next,
@@ -173,6 +177,8 @@ pub struct StreamStats {
     pub updated: u64,
     pub pages: u64,
     pub refetches: u64,
+    /// Records quarantined in `rejected_records`.
+    pub rejected: u64,
     pub window: Option<(i64, i64)>,
 }
 
@@ -208,6 +214,7 @@ pub fn checkpoint_key(
 /// A fetched day: its distinct rows and the pages it took.
 struct FetchedDay<R> {
     rows: Vec<R>,
+    rejected: Vec<Rejected>,
     pages: u64,
     refetches: u64,
     started: Instant,
@@ -234,6 +241,7 @@ fn fetch_day<S: Stream>(
             );
         }
         let mut rows: Vec<S::Row> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
         let mut total: Option<u64> = None;
         let mut cursors: HashSet<String> = HashSet::new();
         let mut cursor: Option<String> = None;
@@ -258,6 +266,7 @@ fn fetch_day<S: Stream>(
                 _ => {}
             }
             rows.extend(page.rows);
+            rejected.extend(page.rejected);
             match page.next {
                 Next::Done => break,
                 Next::Cursor(next) => {
@@ -270,18 +279,30 @@ fn fetch_day<S: Stream>(
             }
         }
         let rows = distinct::<S>(rows);
+        // Quarantined records count too: by their id, or each once when they have none.
+        let rejected_ids: HashSet<&str> = rejected
+            .iter()
+            .filter_map(|r| r.order_id.as_deref())
+            .collect();
+        let unkeyed = rejected.iter().filter(|r| r.order_id.is_none()).count();
+        let received = rows.len()
+            + rejected_ids
+                .iter()
+                .filter(|id| !rows.iter().any(|r| S::key(r) == **id))
+                .count()
+            + unkeyed;
         if problem.is_empty() {
             match total {
-                Some(t) if t != rows.len() as u64 => {
+                Some(t) if t != received as u64 => {
                     problem = format!(
-                        "{} distinct {} received, the answer's total says {t}",
-                        rows.len(),
+                        "{received} distinct {} received, the answer's total says {t}",
                         S::NOUN
                     );
                 }
                 _ => {
                     return Ok(FetchedDay {
                         rows,
+                        rejected,
                         pages,
                         refetches: u64::from(attempt),
                         started,
@@ -452,6 +473,7 @@ fn commit_in_order<S: Stream>(
             let fetched = result?;
             let day = &plan.days[next];
             let range_done = plan.range_end.is_some_and(|end| day.span.end >= end);
+            let stored: Vec<&str> = fetched.rows.iter().map(S::key).collect();
             let write = store.commit_stream_day(
                 &plan.key,
                 Checkpoint {
@@ -459,8 +481,22 @@ fn commit_in_order<S: Stream>(
                     range_done,
                 },
                 plan.range_end.is_none(),
+                (day.date.as_str(), &stored, &fetched.rejected),
                 |tx| S::write(tx, &plan.key.account_id, day.span, &fetched.rows),
             )?;
+            for r in fetched.rejected.iter().take(20) {
+                log::warn!(
+                    stream = S::NAME, day = day.date.as_str(), account = plan.key.account_id.as_str();
+                    "{} {}: {} quarantined in rejected_records: {}",
+                    S::NAME,
+                    day.date,
+                    r.order_id.as_deref().map_or_else(
+                        || "a record without a usable id".to_string(),
+                        |id| format!("record {}", crate::order::printable(id, 64))
+                    ),
+                    r.reason
+                );
+            }
             next += 1;
             queue.committed(next);
             ctx.stop.day_committed();
@@ -497,6 +533,7 @@ fn log_day<S: Stream>(
     stats.updated += write.updated;
     stats.pages += fetched.pages;
     stats.refetches += fetched.refetches;
+    stats.rejected += write.rejected;
     let elapsed = started.elapsed().as_secs_f64();
     let left = elapsed / k as f64 * (n - k) as f64;
     log::info!(
@@ -504,12 +541,17 @@ fn log_day<S: Stream>(
         records = write.orders, inserted = write.inserted, updated = write.updated,
         pages = fetched.pages, seconds = fetched.started.elapsed().as_secs_f64(),
         day_index = k as u64, days = n as u64;
-        "{} {}: {} ({} new, {} changed), {}, {:.1} s; day {k} of {n}{}",
+        "{} {}: {} ({} new, {} changed{}), {}, {:.1} s; day {k} of {n}{}",
         S::NAME,
         day.date,
         sync::count(write.orders, S::NOUN),
         write.inserted,
         write.updated,
+        if write.rejected > 0 {
+            format!(", {} quarantined", write.rejected)
+        } else {
+            String::new()
+        },
         sync::count(fetched.pages, "page"),
         fetched.started.elapsed().as_secs_f64(),
         if k < n { format!(", ~{} left", sync::human_duration(left)) } else { String::new() }

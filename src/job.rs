@@ -14,7 +14,7 @@ use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::pacer::Pacer;
 use crate::stop::Stop;
 use crate::store::{OrdersLayout, RunRecord, Store};
-use crate::streams::{StreamContext, StreamKind, StreamStats};
+use crate::streams::{StreamContext, StreamKind, StreamOutcome, StreamStats};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
@@ -238,16 +238,14 @@ fn sync_accounts(
             sync_account(config, douyin, store, account, &streams, stop, &mut stats);
         let mut failed_streams = Vec::new();
         for (kind, outcome) in stream_results {
-            let (stream_stats, error) = match outcome {
-                Ok(s) => (s, None),
-                Err((e, s)) => (s, Some(e)),
-            };
+            let (stream_stats, error) = (outcome.stats, outcome.result.err());
             if let Some((_, t)) = stream_totals.iter_mut().find(|(k, _)| *k == kind) {
                 t.days += stream_stats.days;
                 t.records += stream_stats.records;
                 t.inserted += stream_stats.inserted;
                 t.updated += stream_stats.updated;
                 t.pages += stream_stats.pages;
+                t.rejected += stream_stats.rejected;
             }
             match error {
                 None => {}
@@ -267,6 +265,7 @@ fn sync_accounts(
         };
         if let Some(r) = report.accounts.get_mut(index) {
             r.records = stats.orders;
+            r.rejected = Some(stats.rejected);
         }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
@@ -279,6 +278,7 @@ fn sync_accounts(
         totals.inserted += stats.inserted;
         totals.updated += stats.updated;
         totals.pages += stats.pages;
+        totals.rejected += stats.rejected;
         let failed_streams = if failed_streams.is_empty() {
             String::new()
         } else {
@@ -286,8 +286,13 @@ fn sync_accounts(
         };
         match result {
             Ok(()) => per_account.push(format!(
-                "{account}: {} orders{failed_streams}",
-                stats.orders
+                "{account}: {} orders{}{failed_streams}",
+                stats.orders,
+                if stats.rejected > 0 {
+                    format!(", {} quarantined", stats.rejected)
+                } else {
+                    String::new()
+                }
             )),
             Err(e @ Error::Interrupted(_)) => {
                 log::info!(
@@ -321,6 +326,8 @@ fn sync_accounts(
     record.pages = totals.pages as i64;
     record.requests = requests as i64;
     record.retries = retries as i64;
+    record.rejected =
+        (totals.rejected + stream_totals.iter().map(|(_, t)| t.rejected).sum::<u64>()) as i64;
     record.stream_records = config
         .streams()
         .iter()
@@ -338,11 +345,19 @@ fn sync_accounts(
     // The orders stream first (the summary of earlier versions, unchanged), then the others.
     let orders_part = if config.streams().contains(&StreamKind::Orders) {
         format!(
-            "{}, {} ({} new, {} changed), {}, ",
+            "{}, {} ({} new, {} changed{}), {}, ",
             sync::count(totals.days as u64, "day"),
             sync::count(totals.orders, "order"),
             totals.inserted,
             totals.updated,
+            if totals.rejected > 0 {
+                format!(
+                    ", {} quarantined in rejected_records",
+                    sync::count(totals.rejected, "record")
+                )
+            } else {
+                String::new()
+            },
             sync::count(totals.pages, "page"),
         )
     } else {
@@ -357,20 +372,28 @@ fn sync_accounts(
         .iter()
         .map(|(k, t)| {
             format!(
-                "; {}: {}, {} ({} new, {} changed), {}",
+                "; {}: {}, {} ({} new, {} changed{}), {}",
                 k.name(),
                 sync::count(t.days as u64, "day"),
                 t.records,
                 t.inserted,
                 t.updated,
+                if t.rejected > 0 {
+                    format!(
+                        ", {} quarantined in rejected_records",
+                        sync::count(t.rejected, "record")
+                    )
+                } else {
+                    String::new()
+                },
                 sync::count(t.pages, "page")
             )
         })
         .collect();
     log::info!(
         summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
-        updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
-        seconds = seconds;
+        updated = totals.updated, rejected = totals.rejected, pages = totals.pages,
+        requests = requests, retries = retries, seconds = seconds;
         "{}: {orders_part}{}, {}, {}, {seconds:.1} s{rate_part}{streams_part}{}",
         if worst.is_some() { "finished with errors" } else { "done" },
         sync::count(requests, "request"),
@@ -419,7 +442,7 @@ struct StreamRun<'a> {
     now: i64,
 }
 
-type StreamOutcome = (StreamKind, Result<StreamStats, (Error, StreamStats)>);
+type StreamOutcomes = Vec<(StreamKind, StreamOutcome)>;
 
 /// Sync one account under its lock: the orders stream (when asked) on this thread, every other
 /// stream on its own thread and connection at the same time (each has its own budget). A
@@ -432,7 +455,7 @@ fn sync_account(
     streams: &StreamRun<'_>,
     stop: &Stop,
     stats: &mut AccountStats,
-) -> (Result<(), Error>, Vec<StreamOutcome>) {
+) -> (Result<(), Error>, StreamOutcomes) {
     match store.try_lock(account) {
         Ok(true) => {}
         Ok(false) => {
@@ -466,20 +489,21 @@ fn sync_account(
         } else {
             Ok(())
         };
-        let outcomes: Vec<StreamOutcome> = handles
+        let outcomes: StreamOutcomes = handles
             .into_iter()
             .map(|(kind, spawned)| {
                 let outcome = match spawned {
-                    Ok(handle) => handle.join().unwrap_or_else(|_| {
-                        Err((
-                            Error::Bug(format!("the {} stream panicked", kind.name())),
-                            StreamStats::default(),
-                        ))
+                    Ok(handle) => handle.join().unwrap_or_else(|_| StreamOutcome {
+                        stats: StreamStats::default(),
+                        result: Err(Error::Bug(format!("the {} stream panicked", kind.name()))),
                     }),
-                    Err(e) => Err((
-                        Error::Bug(format!("cannot start the {} stream: {e}", kind.name())),
-                        StreamStats::default(),
-                    )),
+                    Err(e) => StreamOutcome {
+                        stats: StreamStats::default(),
+                        result: Err(Error::Bug(format!(
+                            "cannot start the {} stream: {e}",
+                            kind.name()
+                        ))),
+                    },
                 };
                 (kind, outcome)
             })

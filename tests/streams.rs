@@ -731,3 +731,87 @@ fn an_unknown_stream_is_a_configuration_error() {
     out.expect_code(78);
     assert!(out.log().contains("STREAMS"), "{}", out.report());
 }
+
+#[test]
+fn several_accounts_each_get_their_own_verifications_and_checkpoints() {
+    const OTHER: &str = "7000000000000000002";
+    let w = World::with(
+        "verify_accounts",
+        support::fake_douyin::FakeConfig {
+            authorised_accounts: vec![ACCOUNT.to_string(), OTHER.to_string()],
+            ..support::fake_douyin::FakeConfig::default()
+        },
+    );
+    let mine = seed_verifications(&w, MARCH_1, 2, 23);
+    let theirs = generate_verifications(OTHER, MARCH_1, 2, 31, 8);
+    w.fake.add_verifications(theirs.clone());
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-02")
+        .env("ACCOUNT_ID", &format!("{ACCOUNT},{OTHER}"))
+        .env("STREAMS", "verifications")
+        .run();
+    out.expect_success();
+    let table = verifications(&w);
+    assert_eq!(table.len(), mine.len() + theirs.len());
+    for (records, account) in [(&mine, ACCOUNT), (&theirs, OTHER)] {
+        for r in records {
+            let stored = &table[r["verify_id"].as_str().unwrap()];
+            assert_eq!(stored.account_id.as_deref(), Some(account));
+            assert_eq!(stored.raw_data, *r);
+        }
+    }
+    assert_eq!(
+        w.count("SELECT count(DISTINCT account_id) FROM sync_checkpoints WHERE stream = 'verifications'"),
+        2
+    );
+}
+
+#[test]
+fn malformed_verifications_are_quarantined_with_their_stream_and_the_day_commits() {
+    let w = World::new("verify_quarantine");
+    let mut served = seed_verifications(&w, MARCH_1, 1, 30);
+    // Same cursor order as the generated ones (19 digits), inside the day.
+    let bad_status = json!({"verify_id": "7299999999999999998", "cursor": "7299999999999999998",
+                            "verify_time": MARCH_1 + 100, "status": "revoked?"});
+    let no_id = json!({"cursor": "7299999999999999999", "verify_time": MARCH_1 + 200});
+    w.fake.add_verifications([bad_status.clone(), no_id]);
+    let cmd = || {
+        w.range_cmd("2024-03-01", "2024-03-01")
+            .env("STREAMS", "verifications")
+    };
+    let out = cmd().run();
+    out.expect_success();
+    assert!(out.log().contains("2 quarantined"), "{}", out.report());
+    assert_verifications_exact(&w, &served);
+    let rows = w
+        .db
+        .client()
+        .query(
+            "SELECT stream, record_id, reason, day::text FROM rejected_records ORDER BY record_id",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r.get::<_, String>(0), "verifications");
+        assert_eq!(r.get::<_, String>(3), "2024-03-01");
+    }
+    assert_eq!(
+        rows[0].get::<_, Option<String>>(1).as_deref(),
+        Some("7299999999999999998")
+    );
+    assert!(rows[0].get::<_, String>(2).contains("status"));
+    assert!(rows[1].get::<_, String>(2).contains("verify_id"));
+    assert_eq!(w.count("SELECT rejected FROM sync_runs"), 2);
+    // Douyin fixes the record: the next run stores it and it leaves the quarantine.
+    let mut fixed = bad_status;
+    fixed["status"] = json!(1);
+    w.fake.add_verifications([fixed.clone()]);
+    cmd().run().expect_success();
+    served.push(fixed);
+    assert_eq!(
+        w.count("SELECT count(*) FROM rejected_records WHERE record_id = '7299999999999999998'"),
+        0
+    );
+    assert_eq!(w.count("SELECT count(*) FROM verifications"), 31);
+}

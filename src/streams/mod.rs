@@ -17,6 +17,7 @@ pub mod verifications;
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Answer, Douyin};
 use crate::error::Error;
+use crate::order::Rejected;
 use crate::pacer::Pacer;
 use crate::stop::Stop;
 use crate::store::{Checkpoint, CheckpointKey, DayWrite, Store};
@@ -92,16 +93,14 @@ impl StreamKind {
     }
 
     /// Sync this stream for one account (not for `orders`, whose pipeline is `sync`).
-    pub fn sync_account(
-        self,
-        ctx: &StreamContext<'_>,
-        account_id: &str,
-    ) -> Result<StreamStats, (Error, StreamStats)> {
+    pub fn sync_account(self, ctx: &StreamContext<'_>, account_id: &str) -> StreamOutcome {
         match self {
-            StreamKind::Orders => Err((
-                Error::Bug("the orders stream runs through sync::sync_days".into()),
-                StreamStats::default(),
-            )),
+            StreamKind::Orders => StreamOutcome {
+                stats: StreamStats::default(),
+                result: Err(Error::Bug(
+                    "the orders stream runs through sync::sync_days".into(),
+                )),
+            },
             StreamKind::Verifications => {
                 sync_stream::<verifications::Verifications>(ctx, account_id)
             }
@@ -125,6 +124,9 @@ impl StreamKind {
 #[derive(Debug)]
 pub struct Page<R> {
     pub rows: Vec<R>,
+    /// Records that cannot be stored as they are: quarantined in `rejected_records` with the
+    /// day (they still count toward the total).
+    pub rejected: Vec<Rejected>,
     /// How many records the whole day's query matches, when the answer says.
     pub total: Option<u64>,
     pub next: Next,
@@ -190,8 +192,20 @@ pub struct StreamStats {
     pub updated: u64,
     pub pages: u64,
     pub refetches: u64,
+    /// Records quarantined in `rejected_records`.
+    pub rejected: u64,
     pub window: Option<(i64, i64)>,
 }
+
+/// How one stream of one account ended, and what it committed before.
+#[derive(Debug)]
+pub struct StreamOutcome {
+    pub stats: StreamStats,
+    pub result: Result<(), Error>,
+}
+
+/// A fetched day, or why it could not be fetched, as a fetcher hands it over.
+type DayResult<R> = (usize, Result<FetchedDay<R>, Error>);
 
 /// The checkpoint row of a stream for an account under this configuration.
 pub fn checkpoint_key(
@@ -215,6 +229,7 @@ pub fn checkpoint_key(
 /// A fetched day: its distinct rows and the pages it took.
 struct FetchedDay<R> {
     rows: Vec<R>,
+    rejected: Vec<Rejected>,
     pages: u64,
     refetches: u64,
     started: Instant,
@@ -241,6 +256,7 @@ fn fetch_day<S: Stream>(
             );
         }
         let mut rows: Vec<S::Row> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
         let mut total: Option<u64> = None;
         let mut cursors: HashSet<String> = HashSet::new();
         let mut cursor: Option<String> = None;
@@ -265,6 +281,7 @@ fn fetch_day<S: Stream>(
                 _ => {}
             }
             rows.extend(page.rows);
+            rejected.extend(page.rejected);
             match page.next {
                 Next::Done => break,
                 Next::Cursor(next) => {
@@ -277,18 +294,30 @@ fn fetch_day<S: Stream>(
             }
         }
         let rows = distinct::<S>(rows);
+        // Quarantined records count too: by their id, or each once when they have none.
+        let rejected_ids: HashSet<&str> = rejected
+            .iter()
+            .filter_map(|r| r.order_id.as_deref())
+            .collect();
+        let unkeyed = rejected.iter().filter(|r| r.order_id.is_none()).count();
+        let received = rows.len()
+            + rejected_ids
+                .iter()
+                .filter(|id| !rows.iter().any(|r| S::key(r) == **id))
+                .count()
+            + unkeyed;
         if problem.is_empty() {
             match total {
-                Some(t) if t != rows.len() as u64 => {
+                Some(t) if t != received as u64 => {
                     problem = format!(
-                        "{} distinct {} received, the answer's total says {t}",
-                        rows.len(),
+                        "{received} distinct {} received, the answer's total says {t}",
                         S::NOUN
                     );
                 }
                 _ => {
                     return Ok(FetchedDay {
                         rows,
+                        rejected,
                         pages,
                         refetches: u64::from(attempt),
                         started,
@@ -361,15 +390,10 @@ impl DayQueue {
 /// time on the stream's budget, commit them in order on its own connection. A day that fails
 /// for good ends the stream after the days before it commit. The account's lock is held by the
 /// run's connection for the whole run.
-pub fn sync_stream<S: Stream>(
-    ctx: &StreamContext<'_>,
-    account_id: &str,
-) -> Result<StreamStats, (Error, StreamStats)> {
+pub fn sync_stream<S: Stream>(ctx: &StreamContext<'_>, account_id: &str) -> StreamOutcome {
     let mut stats = StreamStats::default();
-    match run_stream::<S>(ctx, account_id, &mut stats) {
-        Ok(()) => Ok(stats),
-        Err(e) => Err((e, stats)),
-    }
+    let result = run_stream::<S>(ctx, account_id, &mut stats);
+    StreamOutcome { stats, result }
 }
 
 fn run_stream<S: Stream>(
@@ -400,8 +424,11 @@ fn run_stream<S: Stream>(
     if plan.days.is_empty() {
         return Ok(());
     }
+    // A day's pages follow each other (each needs the last one's cursor), so the budget is kept
+    // busy by several days at once; with as many days in flight as possible they also finish
+    // together, instead of the last ones running alone at a fraction of the budget.
     let workers = (S::budget(config) as usize)
-        .clamp(1, 8)
+        .clamp(1, 16)
         .min(plan.days.len());
     let lookahead = workers * 2;
     let queue = DayQueue {
@@ -410,7 +437,7 @@ fn run_stream<S: Stream>(
     };
     let started = Instant::now();
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<(usize, Result<FetchedDay<S::Row>, Error>)>(lookahead);
+        let (tx, rx) = mpsc::sync_channel::<DayResult<S::Row>>(lookahead);
         for i in 0..workers {
             let tx = tx.clone();
             let (queue, plan) = (&queue, &plan);
@@ -444,7 +471,7 @@ fn commit_in_order<S: Stream>(
     store: &mut Store,
     plan: &Plan,
     queue: &DayQueue,
-    rx: &mpsc::Receiver<(usize, Result<FetchedDay<S::Row>, Error>)>,
+    rx: &mpsc::Receiver<DayResult<S::Row>>,
     stats: &mut StreamStats,
     started: Instant,
 ) -> Result<(), Error> {
@@ -453,10 +480,15 @@ fn commit_in_order<S: Stream>(
     let n = plan.days.len();
     while next < n {
         ctx.stop.check()?;
+        if ctx.stop.held() {
+            // A remote STOP (task_monitor): the committed days stay, the rest waits for a run.
+            return Ok(());
+        }
         if let Some(result) = ready.remove(&next) {
             let fetched = result?;
             let day = &plan.days[next];
             let range_done = plan.range_end.is_some_and(|end| day.span.end >= end);
+            let stored: Vec<&str> = fetched.rows.iter().map(S::key).collect();
             let write = store.commit_stream_day(
                 &plan.key,
                 Checkpoint {
@@ -464,8 +496,22 @@ fn commit_in_order<S: Stream>(
                     range_done,
                 },
                 plan.range_end.is_none(),
+                (day.date.as_str(), &stored, &fetched.rejected),
                 |tx| S::write(tx, &plan.key.account_id, day.span, &fetched.rows),
             )?;
+            for r in fetched.rejected.iter().take(20) {
+                log::warn!(
+                    stream = S::NAME, day = day.date.as_str(), account = plan.key.account_id.as_str();
+                    "{} {}: {} quarantined in rejected_records: {}",
+                    S::NAME,
+                    day.date,
+                    r.order_id.as_deref().map_or_else(
+                        || "a record without a usable id".to_string(),
+                        |id| format!("record {}", crate::order::printable(id, 64))
+                    ),
+                    r.reason
+                );
+            }
             next += 1;
             queue.committed(next);
             ctx.stop.day_committed();
@@ -502,6 +548,7 @@ fn log_day<S: Stream>(
     stats.updated += write.updated;
     stats.pages += fetched.pages;
     stats.refetches += fetched.refetches;
+    stats.rejected += write.rejected;
     let elapsed = started.elapsed().as_secs_f64();
     let left = elapsed / k as f64 * (n - k) as f64;
     log::info!(
@@ -509,12 +556,17 @@ fn log_day<S: Stream>(
         records = write.orders, inserted = write.inserted, updated = write.updated,
         pages = fetched.pages, seconds = fetched.started.elapsed().as_secs_f64(),
         day_index = k as u64, days = n as u64;
-        "{} {}: {} ({} new, {} changed), {}, {:.1} s; day {k} of {n}{}",
+        "{} {}: {} ({} new, {} changed{}), {}, {:.1} s; day {k} of {n}{}",
         S::NAME,
         day.date,
         sync::count(write.orders, S::NOUN),
         write.inserted,
         write.updated,
+        if write.rejected > 0 {
+            format!(", {} quarantined", write.rejected)
+        } else {
+            String::new()
+        },
         sync::count(fetched.pages, "page"),
         fetched.started.elapsed().as_secs_f64(),
         if k < n { format!(", ~{} left", sync::human_duration(left)) } else { String::new() }

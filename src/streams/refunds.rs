@@ -11,9 +11,10 @@
 //! the incremental mode picks it up; it re-reads `OVERLAP_SECS` before the checkpoint for the
 //! platform's indexing lag (seconds on average, minutes at p99).
 
-use super::{bool_of, int_of, text_of, Next, Page, Stream};
+use super::{bool_of, text_of, Next, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
+use crate::order::{self, Rejected};
 use crate::store::DayWrite;
 use crate::window::Span;
 use serde::Deserialize;
@@ -49,11 +50,6 @@ pub struct RefundRow {
     pub raw: Box<RawValue>,
 }
 
-/// An epoch-seconds field: 0 (not yet) is `None`.
-fn epoch(v: Option<&Value>) -> Option<i64> {
-    int_of(v).filter(|t| *t > 0)
-}
-
 #[derive(Deserialize)]
 struct Body {
     data: Data,
@@ -81,8 +77,12 @@ pub fn read_page(text: &str) -> Result<Page<RefundRow>, String> {
     let raws = body.data.after_sale_order_list.unwrap_or_default();
     let full = raws.len() >= PAGE_SIZE as usize;
     let mut rows = Vec::with_capacity(raws.len());
-    for raw in raws {
-        rows.push(extract(raw)?);
+    let mut rejected = Vec::new();
+    for raw in &raws {
+        match extract(raw) {
+            Ok(row) => rows.push(row),
+            Err(r) => rejected.push(r),
+        }
     }
     let next = match (has_more, cursor) {
         (Some(true), Some(c)) => Next::Cursor(c),
@@ -92,71 +92,107 @@ pub fn read_page(text: &str) -> Result<Page<RefundRow>, String> {
     };
     Ok(Page {
         rows,
+        rejected,
         total: None,
         next,
     })
 }
 
 #[derive(Deserialize)]
-struct Fields {
-    #[serde(default)]
-    after_sale_id: Option<Value>,
-    #[serde(default)]
-    order_id: Option<Value>,
-    #[serde(default)]
-    merchant_account_id: Option<Value>,
-    #[serde(default)]
-    status: Option<Value>,
-    #[serde(default)]
-    refund_type: Option<Value>,
-    #[serde(default)]
-    create_time: Option<Value>,
-    #[serde(default)]
-    update_time: Option<Value>,
-    #[serde(default)]
-    audit_time: Option<Value>,
-    #[serde(default)]
-    complete_time: Option<Value>,
-    #[serde(default)]
-    refund_amount: Option<Value>,
-    #[serde(default)]
-    total_refund_amount: Option<Value>,
-    #[serde(default)]
-    real_refund_amount: Option<Value>,
-    #[serde(default)]
-    reject_reason: Option<Value>,
+struct Fields<'a> {
+    #[serde(default, borrow)]
+    after_sale_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    order_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    merchant_account_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    refund_type: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    create_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    update_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    audit_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    complete_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    refund_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    total_refund_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    real_refund_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    reject_reason: Option<&'a RawValue>,
 }
 
-/// Read the columns of one after-sale order. `Err` (with the reason) only when it is not an
-/// object or has no usable `after_sale_id`.
-pub fn extract(raw: Box<RawValue>) -> Result<RefundRow, String> {
-    // serde would read a JSON array positionally into the fields: only an object is a record.
-    if !raw.get().trim_start().starts_with('{') {
+/// An amount in fen that `numeric(12,2)` yuan holds exactly.
+pub(crate) fn fen(v: Option<&RawValue>, field: &str) -> Result<Option<i64>, String> {
+    match order::integer(v, field)? {
+        Some(n) if n.abs() > order::MAX_FEN => Err(format!(
+            "{field} is beyond numeric(12,2) yuan ({} fen at most)",
+            order::MAX_FEN
+        )),
+        n => Ok(n),
+    }
+}
+
+/// A record's key (`after_sale_id`, `ledger_id`): text that a primary key and its index hold.
+pub(crate) fn key_of(v: Option<&RawValue>, field: &str) -> Result<String, String> {
+    let id = order::text(v, field)?.ok_or(format!("no {field} (absent, null or blank)"))?;
+    if id.len() > order::MAX_KEY_BYTES {
         return Err(format!(
-            "a refund that is not a JSON object: {}",
-            prefix(&raw)
+            "{field} is longer than {} bytes (an index entry cannot hold it)",
+            order::MAX_KEY_BYTES
         ));
     }
-    let f: Fields = serde_json::from_str(raw.get())
-        .map_err(|e| format!("a refund that is not a JSON object ({e})"))?;
-    let after_sale_id = text_of(f.after_sale_id.as_ref())
-        .ok_or_else(|| format!("a refund without after_sale_id: {}", prefix(&raw)))?;
-    Ok(RefundRow {
-        after_sale_id,
-        order_id: text_of(f.order_id.as_ref()),
-        account_id: text_of(f.merchant_account_id.as_ref()),
-        status: int_of(f.status.as_ref()),
-        refund_type: int_of(f.refund_type.as_ref()),
-        create_time: epoch(f.create_time.as_ref()),
-        update_time: epoch(f.update_time.as_ref()),
-        audit_time: epoch(f.audit_time.as_ref()),
-        complete_time: epoch(f.complete_time.as_ref()),
-        refund_amount: int_of(f.refund_amount.as_ref()),
-        total_refund_amount: int_of(f.total_refund_amount.as_ref()),
-        real_refund_amount: int_of(f.real_refund_amount.as_ref()),
-        reject_reason: text_of(f.reject_reason.as_ref()),
-        raw,
-    })
+    if id.contains('\0') {
+        return Err(format!("{field} holds U+0000 (NUL)"));
+    }
+    Ok(id)
+}
+
+/// Read the columns of one after-sale order, or say why it cannot be stored as it is (it then
+/// goes to the quarantine, `rejected_records`, with its day): not an object, no usable
+/// `after_sale_id`, a number that is not one, an amount beyond numeric(12,2), a NUL.
+pub fn extract(raw: &RawValue) -> Result<RefundRow, Rejected> {
+    let reject = |id: Option<String>, reason: String| Rejected {
+        order_id: id,
+        reason,
+        raw: raw.to_owned(),
+    };
+    if order::kind(raw) != "an object" {
+        return Err(reject(
+            None,
+            format!("the record is {}, not an object", order::kind(raw)),
+        ));
+    }
+    let f = serde_json::from_str::<Fields<'_>>(raw.get())
+        .map_err(|_| reject(None, "not readable as a refund".into()))?;
+    let id = key_of(f.after_sale_id, "after_sale_id").map_err(|e| reject(None, e))?;
+    let columns = || -> Result<RefundRow, String> {
+        order::check_text(raw.get())?;
+        let text = |v, field| order::text(v, field);
+        Ok(RefundRow {
+            after_sale_id: id.clone(),
+            order_id: text(f.order_id, "order_id")?,
+            account_id: text(f.merchant_account_id, "merchant_account_id")?,
+            status: order::int32(f.status, "status")?,
+            refund_type: order::int32(f.refund_type, "refund_type")?,
+            create_time: order::epoch(f.create_time, "create_time")?,
+            update_time: order::epoch(f.update_time, "update_time")?,
+            audit_time: order::epoch(f.audit_time, "audit_time")?,
+            complete_time: order::epoch(f.complete_time, "complete_time")?,
+            refund_amount: fen(f.refund_amount, "refund_amount")?,
+            total_refund_amount: fen(f.total_refund_amount, "total_refund_amount")?,
+            real_refund_amount: fen(f.real_refund_amount, "real_refund_amount")?,
+            reject_reason: text(f.reject_reason, "reject_reason")?,
+            raw: raw.to_owned(),
+        })
+    };
+    columns().map_err(|reason| reject(Some(id.clone()), reason))
 }
 
 impl Stream for Refunds {
@@ -265,6 +301,7 @@ impl Stream for Refunds {
             ],
         )?;
         Ok(DayWrite {
+            rejected: 0,
             orders: rows.len() as u64,
             inserted: row.get::<_, i64>(0) as u64,
             updated: row.get::<_, i64>(1) as u64,
@@ -272,17 +309,12 @@ impl Stream for Refunds {
     }
 }
 
-/// The start of a record, to name it in a rejection.
-fn prefix(raw: &RawValue) -> String {
-    raw.get().chars().take(120).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn row(json: &str) -> RefundRow {
-        extract(RawValue::from_string(json.to_string()).unwrap()).unwrap()
+        extract(&RawValue::from_string(json.to_string()).unwrap()).unwrap()
     }
 
     #[test]
@@ -316,10 +348,17 @@ mod tests {
     }
 
     #[test]
-    fn a_refund_without_an_id_is_refused_with_its_reason() {
-        let e = extract(RawValue::from_string(r#"{"order_id":"1"}"#.into()).unwrap());
-        assert!(e.unwrap_err().contains("without after_sale_id"));
-        assert!(extract(RawValue::from_string("[1]".into()).unwrap()).is_err());
+    fn a_refund_that_cannot_be_stored_is_quarantined_with_its_reason() {
+        let e = |json: &str| extract(&RawValue::from_string(json.into()).unwrap()).unwrap_err();
+        assert!(e(r#"{"order_id":"1"}"#).reason.contains("no after_sale_id"));
+        assert!(e("[1]").reason.contains("not an object"));
+        let r = e(r#"{"after_sale_id":"9","refund_amount":1e15}"#);
+        assert_eq!(r.order_id.as_deref(), Some("9"));
+        let r = e(r#"{"after_sale_id":"9","refund_amount":"99999999999999"}"#);
+        assert!(r.reason.contains("numeric(12,2)"), "{}", r.reason);
+        assert!(e(r#"{"after_sale_id":"9","status":"x"}"#)
+            .reason
+            .contains("status"));
     }
 
     #[test]
@@ -335,7 +374,12 @@ mod tests {
         let p = read_page(r#"{"data":{"cursor":17,"has_more":"false"}}"#).unwrap();
         assert_eq!((p.rows.len(), p.next), (0, Next::Done));
         assert!(read_page(r#"{"data":{"has_more":true}}"#).is_err());
-        assert!(read_page(r#"{"data":{"after_sale_order_list":[{"order_id":"1"}]}}"#).is_err());
+        let p = read_page(r#"{"data":{"after_sale_order_list":[{"order_id":"1"}]}}"#).unwrap();
+        assert_eq!(
+            (p.rows.len(), p.rejected.len()),
+            (0, 1),
+            "quarantined, not a failure"
+        );
         // No has_more: a full page with a cursor goes on, a short one ends.
         let list: Vec<String> = (0..100)
             .map(|i| format!(r#"{{"after_sale_id":"{i}"}}"#))

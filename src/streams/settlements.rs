@@ -11,9 +11,11 @@
 //! midnight, and a second day covers a skipped scheduler run or a platform delay many times the
 //! documented hour, for two or three requests a run.
 
-use super::{bool_of, int_of, text_of, Next, Page, Stream};
+use super::refunds::{fen, key_of};
+use super::{bool_of, text_of, Next, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
+use crate::order::{self, Rejected};
 use crate::store::DayWrite;
 use crate::window::{local_date, Span};
 use serde::Deserialize;
@@ -52,14 +54,6 @@ pub struct LedgerRow {
     pub raw: Box<RawValue>,
 }
 
-/// The first of `keys` present and not null in `object`, for fields callers spell two ways.
-fn first<'a>(object: Option<&'a Value>, keys: &[&str]) -> Option<&'a Value> {
-    let object = object?.as_object()?;
-    keys.iter()
-        .filter_map(|k| object.get(*k))
-        .find(|v| !v.is_null())
-}
-
 #[derive(Deserialize)]
 struct Body {
     data: Data,
@@ -86,8 +80,12 @@ pub fn read_page(text: &str) -> Result<Page<LedgerRow>, String> {
     let raws = body.data.ledger_records.unwrap_or_default();
     let full = raws.len() >= PAGE_SIZE as usize;
     let mut rows = Vec::with_capacity(raws.len());
-    for raw in raws {
-        rows.push(extract(raw)?);
+    let mut rejected = Vec::new();
+    for raw in &raws {
+        match extract(raw) {
+            Ok(row) => rows.push(row),
+            Err(r) => rejected.push(r),
+        }
     }
     let next = match (has_more, cursor) {
         (Some(true), Some(c)) => Next::Cursor(c),
@@ -97,71 +95,146 @@ pub fn read_page(text: &str) -> Result<Page<LedgerRow>, String> {
     };
     Ok(Page {
         rows,
+        rejected,
         total: None,
         next,
     })
 }
 
 #[derive(Deserialize)]
-struct Fields {
-    #[serde(default)]
-    ledger_id: Option<Value>,
-    #[serde(default)]
-    order_id: Option<Value>,
-    #[serde(default)]
-    item_order_id: Option<Value>,
-    #[serde(default)]
-    poi_id: Option<Value>,
-    #[serde(default)]
-    sku_id: Option<Value>,
-    #[serde(default)]
-    ledger_time: Option<Value>,
-    #[serde(default)]
-    status: Option<Value>,
-    #[serde(default)]
-    certificate: Option<Value>,
-    #[serde(default)]
-    goods: Option<Value>,
-    #[serde(default)]
-    amount: Option<Value>,
+struct Fields<'a> {
+    #[serde(default, borrow)]
+    ledger_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    order_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    item_order_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    poi_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    sku_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    ledger_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    certificate: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    goods: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    amount: Option<&'a RawValue>,
 }
 
-/// Read the columns of one ledger record. `Err` (with the reason) only when it is not an object
-/// or has no usable `ledger_id`.
-pub fn extract(raw: Box<RawValue>) -> Result<LedgerRow, String> {
-    // serde would read a JSON array positionally into the fields: only an object is a record.
-    if !raw.get().trim_start().starts_with('{') {
-        return Err(format!(
-            "a ledger record that is not a JSON object: {}",
-            prefix(&raw)
+#[derive(Deserialize, Default)]
+struct Certificate<'a> {
+    #[serde(default, borrow)]
+    certificate_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    code: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Goods<'a> {
+    #[serde(default, borrow)]
+    sku_id: Option<&'a RawValue>,
+}
+
+/// `amount{…}`: the published names, and the `*_amount` names some callers use.
+#[derive(Deserialize, Default)]
+struct Amount<'a> {
+    #[serde(default, borrow)]
+    original: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    original_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pay: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pay_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    coupon_pay: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    coupon_pay_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    merchant_ticket: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    merchant_ticket_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    goods: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    goods_amount: Option<&'a RawValue>,
+}
+
+/// A nested object: absent or null is empty; anything but an object is a reason to quarantine.
+fn nested<'a, T: Deserialize<'a> + Default>(
+    v: Option<&'a RawValue>,
+    field: &str,
+) -> Result<T, String> {
+    match v {
+        None => Ok(T::default()),
+        Some(v) if order::kind(v) == "null" => Ok(T::default()),
+        Some(v) if order::kind(v) == "an object" => {
+            serde_json::from_str(v.get()).map_err(|_| format!("{field} is not readable"))
+        }
+        Some(v) => Err(format!("{field} is {}, not an object", order::kind(v))),
+    }
+}
+
+/// The first of two spellings that is present and not null.
+fn either<'a>(a: Option<&'a RawValue>, b: Option<&'a RawValue>) -> Option<&'a RawValue> {
+    a.filter(|v| order::kind(v) != "null").or(b)
+}
+
+/// Read the columns of one ledger record, or say why it cannot be stored as it is (it then goes
+/// to the quarantine, `rejected_records`, with its day).
+pub fn extract(raw: &RawValue) -> Result<LedgerRow, Rejected> {
+    let reject = |id: Option<String>, reason: String| Rejected {
+        order_id: id,
+        reason,
+        raw: raw.to_owned(),
+    };
+    if order::kind(raw) != "an object" {
+        return Err(reject(
+            None,
+            format!("the record is {}, not an object", order::kind(raw)),
         ));
     }
-    let f: Fields = serde_json::from_str(raw.get())
-        .map_err(|e| format!("a ledger record that is not a JSON object ({e})"))?;
-    let ledger_id = text_of(f.ledger_id.as_ref())
-        .ok_or_else(|| format!("a ledger record without ledger_id: {}", prefix(&raw)))?;
-    let certificate = f.certificate.as_ref();
-    let amount = f.amount.as_ref();
-    // `amount.goods` in the published samples; `goods_amount` is how callers name the column.
-    let fen = |keys: &[&str]| int_of(first(amount, keys));
-    Ok(LedgerRow {
-        ledger_id,
-        order_id: text_of(f.order_id.as_ref()),
-        item_order_id: text_of(f.item_order_id.as_ref()),
-        certificate_id: text_of(first(certificate, &["certificate_id"])),
-        code: text_of(first(certificate, &["code"])),
-        sku_id: text_of(first(f.goods.as_ref(), &["sku_id"]))
-            .or_else(|| text_of(f.sku_id.as_ref())),
-        poi_id: text_of(f.poi_id.as_ref()),
-        ledger_time: int_of(f.ledger_time.as_ref()).filter(|t| *t > 0),
-        status: int_of(f.status.as_ref()),
-        original_amount: fen(&["original", "original_amount"]),
-        pay_amount: fen(&["pay", "pay_amount"]),
-        coupon_pay_amount: fen(&["coupon_pay", "coupon_pay_amount"]),
-        merchant_ticket_amount: fen(&["merchant_ticket", "merchant_ticket_amount"]),
-        goods_amount: fen(&["goods", "goods_amount"]),
-        raw,
-    })
+    let f = serde_json::from_str::<Fields<'_>>(raw.get())
+        .map_err(|_| reject(None, "not readable as a ledger record".into()))?;
+    let id = key_of(f.ledger_id, "ledger_id").map_err(|e| reject(None, e))?;
+    let columns = || -> Result<LedgerRow, String> {
+        order::check_text(raw.get())?;
+        let certificate: Certificate<'_> = nested(f.certificate, "certificate")?;
+        let goods: Goods<'_> = nested(f.goods, "goods")?;
+        let a: Amount<'_> = nested(f.amount, "amount")?;
+        let text = |v, field| order::text(v, field);
+        Ok(LedgerRow {
+            ledger_id: id.clone(),
+            order_id: text(f.order_id, "order_id")?,
+            item_order_id: text(f.item_order_id, "item_order_id")?,
+            certificate_id: text(certificate.certificate_id, "certificate.certificate_id")?,
+            code: text(certificate.code, "certificate.code")?,
+            sku_id: match text(goods.sku_id, "goods.sku_id")? {
+                Some(s) => Some(s),
+                None => text(f.sku_id, "sku_id")?,
+            },
+            poi_id: text(f.poi_id, "poi_id")?,
+            ledger_time: order::epoch(f.ledger_time, "ledger_time")?,
+            status: order::int32(f.status, "status")?,
+            original_amount: fen(either(a.original, a.original_amount), "amount.original")?,
+            pay_amount: fen(either(a.pay, a.pay_amount), "amount.pay")?,
+            coupon_pay_amount: fen(
+                either(a.coupon_pay, a.coupon_pay_amount),
+                "amount.coupon_pay",
+            )?,
+            merchant_ticket_amount: fen(
+                either(a.merchant_ticket, a.merchant_ticket_amount),
+                "amount.merchant_ticket",
+            )?,
+            goods_amount: fen(either(a.goods, a.goods_amount), "amount.goods")?,
+            raw: raw.to_owned(),
+        })
+    };
+    columns().map_err(|reason| reject(Some(id.clone()), reason))
 }
 
 impl Stream for Settlements {
@@ -290,6 +363,7 @@ impl Stream for Settlements {
             ],
         )?;
         Ok(DayWrite {
+            rejected: 0,
             orders: rows.len() as u64,
             inserted: row.get::<_, i64>(0) as u64,
             updated: row.get::<_, i64>(1) as u64,
@@ -297,17 +371,12 @@ impl Stream for Settlements {
     }
 }
 
-/// The start of a record, to name it in a rejection.
-fn prefix(raw: &RawValue) -> String {
-    raw.get().chars().take(120).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn row(json: &str) -> LedgerRow {
-        extract(RawValue::from_string(json.to_string()).unwrap()).unwrap()
+        extract(&RawValue::from_string(json.to_string()).unwrap()).unwrap()
     }
 
     #[test]
@@ -345,24 +414,26 @@ mod tests {
     }
 
     #[test]
-    fn absent_amounts_and_odd_shapes_are_null_not_errors() {
-        let r = row(
-            r#"{"ledger_id":"l1","certificate":"none","amount":{"goods":null},"goods":[],"ledger_time":0}"#,
-        );
-        assert_eq!((r.certificate_id, r.code, r.sku_id), (None, None, None));
+    fn absent_amounts_are_null_and_odd_shapes_are_quarantined() {
+        let r =
+            row(r#"{"ledger_id":"l1","amount":{"goods":null,"goods_amount":"5"},"ledger_time":0}"#);
         assert_eq!(
             (r.goods_amount, r.pay_amount, r.ledger_time),
-            (None, None, None)
+            (Some(5), None, None)
         );
         let r = row(r#"{"ledger_id":"l2","sku_id":9}"#);
         assert_eq!(r.sku_id.as_deref(), Some("9"));
-    }
-
-    #[test]
-    fn a_record_without_a_ledger_id_is_rejected_with_its_reason() {
-        let e = extract(RawValue::from_string(r#"{"id":"1"}"#.into()).unwrap());
-        assert!(extract(RawValue::from_string(r#"["l1"]"#.into()).unwrap()).is_err());
-        assert!(e.unwrap_err().contains("without ledger_id"));
+        let e = |json: &str| extract(&RawValue::from_string(json.into()).unwrap()).unwrap_err();
+        let q = e(r#"{"ledger_id":"l3","certificate":"none"}"#);
+        assert_eq!(q.order_id.as_deref(), Some("l3"));
+        assert!(q.reason.contains("certificate is a string"), "{}", q.reason);
+        assert!(e(r#"{"id":"1"}"#).reason.contains("no ledger_id"));
+        assert!(e(r#"["l1"]"#).reason.contains("not an object"));
+        assert!(
+            e(r#"{"ledger_id":"l4","amount":{"goods":"9999999999999"}}"#)
+                .reason
+                .contains("numeric(12,2)")
+        );
     }
 
     #[test]

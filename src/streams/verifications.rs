@@ -9,9 +9,10 @@
 //! and `cancel_time` but not `verify_time`, so the incremental mode reads the last
 //! `VERIFY_LOOKBACK_DAYS` again (see README, "Streams").
 
-use super::{bool_of, int_of, text_of, Next, Page, Stream};
+use super::{int_of, Next, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
+use crate::order::{self, Rejected};
 use crate::store::DayWrite;
 use crate::window::Span;
 use serde::Deserialize;
@@ -50,35 +51,159 @@ pub struct VerificationRow {
     pub raw: String,
 }
 
-/// Read one record. `Err` says why it cannot be a row (no `verify_id`).
-pub fn extract(raw: &RawValue) -> Result<VerificationRow, String> {
-    let v: Value = serde_json::from_str(raw.get()).map_err(|e| format!("not JSON: {e}"))?;
-    let Some(obj) = v.as_object() else {
-        return Err("a record that is not an object".into());
+/// The fields read, each as received (a record's other fields stay only in `raw_data`).
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(default, borrow)]
+    verify_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    cursor: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    certificate_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    code: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    order_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    verify_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    status: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    cancel_time: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    verify_type: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    can_cancel: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    sku: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    verify_poi_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    poi_id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Amount<'a> {
+    #[serde(default, borrow)]
+    original_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pay_amount: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    merchant_ticket_amount: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+struct Sku<'a> {
+    #[serde(default, borrow)]
+    sku_id: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    title: Option<&'a RawValue>,
+}
+
+/// A nested object (`amount`, `sku`): absent or null is empty; anything but an object is a
+/// reason to quarantine the record.
+fn nested<'a, T: Deserialize<'a> + Default>(
+    v: Option<&'a RawValue>,
+    field: &str,
+) -> Result<T, String> {
+    match v {
+        None => Ok(T::default()),
+        Some(v) if order::kind(v) == "null" => Ok(T::default()),
+        Some(v) if order::kind(v) == "an object" => {
+            serde_json::from_str(v.get()).map_err(|_| format!("{field} is not readable"))
+        }
+        Some(v) => Err(format!("{field} is {}, not an object", order::kind(v))),
+    }
+}
+
+/// An amount in fen that `numeric(12,2)` yuan holds exactly.
+fn fen(v: Option<&RawValue>, field: &str) -> Result<Option<i64>, String> {
+    match order::integer(v, field)? {
+        Some(n) if n.abs() > order::MAX_FEN => Err(format!(
+            "{field} is beyond numeric(12,2) yuan ({} fen at most)",
+            order::MAX_FEN
+        )),
+        n => Ok(n),
+    }
+}
+
+/// `can_cancel`: true/false, 1/0, or those as strings.
+fn boolean(v: Option<&RawValue>, field: &str) -> Result<Option<bool>, String> {
+    let Some(v) = v else { return Ok(None) };
+    match v.get().trim() {
+        "null" => Ok(None),
+        "true" | "1" | "\"true\"" | "\"1\"" => Ok(Some(true)),
+        "false" | "0" | "\"false\"" | "\"0\"" => Ok(Some(false)),
+        _ => Err(format!("{field} is {}, not true or false", order::kind(v))),
+    }
+}
+
+/// The record's `verify_id`: text that a primary key and its index hold.
+fn verify_id(v: Option<&RawValue>) -> Result<String, String> {
+    let id = order::text(v, "verify_id")?.ok_or("no verify_id (absent, null or blank)")?;
+    if id.len() > order::MAX_KEY_BYTES {
+        return Err(format!(
+            "verify_id is longer than {} bytes (an index entry cannot hold it)",
+            order::MAX_KEY_BYTES
+        ));
+    }
+    if id.contains('\0') {
+        return Err("verify_id holds U+0000 (NUL)".into());
+    }
+    Ok(id)
+}
+
+/// Read one record, or say why it cannot be stored as it is (it then goes to the quarantine,
+/// `rejected_records`, with its day).
+pub fn extract(raw: &RawValue) -> Result<VerificationRow, Rejected> {
+    let reject = |id: Option<String>, reason: String| Rejected {
+        order_id: id,
+        reason,
+        raw: raw.to_owned(),
     };
-    let verify_id = text_of(obj.get("verify_id")).ok_or("a record without verify_id")?;
-    let amount = obj.get("amount").and_then(Value::as_object);
-    let sku = obj.get("sku").and_then(Value::as_object);
-    let fen = |k: &str| int_of(amount.and_then(|a| a.get(k)));
-    Ok(VerificationRow {
-        cursor: text_of(obj.get("cursor")).unwrap_or_else(|| verify_id.clone()),
-        verify_id,
-        certificate_id: text_of(obj.get("certificate_id")),
-        code: text_of(obj.get("code")),
-        order_id: text_of(obj.get("order_id")),
-        verify_time: int_of(obj.get("verify_time")).filter(|t| *t != 0),
-        status: int_of(obj.get("status")),
-        cancel_time: int_of(obj.get("cancel_time")).filter(|t| *t != 0),
-        verify_type: int_of(obj.get("verify_type")),
-        can_cancel: bool_of(obj.get("can_cancel")),
-        original_amount: fen("original_amount"),
-        pay_amount: fen("pay_amount"),
-        merchant_ticket_amount: fen("merchant_ticket_amount"),
-        sku_id: text_of(sku.and_then(|s| s.get("sku_id"))),
-        sku_title: text_of(sku.and_then(|s| s.get("title"))),
-        poi_id: text_of(obj.get("verify_poi_id")).or_else(|| text_of(obj.get("poi_id"))),
-        raw: raw.get().to_string(),
-    })
+    if order::kind(raw) != "an object" {
+        return Err(reject(
+            None,
+            format!("the record is {}, not an object", order::kind(raw)),
+        ));
+    }
+    let fields = serde_json::from_str::<Fields<'_>>(raw.get())
+        .map_err(|_| reject(None, "not readable as a verification record".into()))?;
+    let id = verify_id(fields.verify_id).map_err(|e| reject(None, e))?;
+    let columns = || -> Result<VerificationRow, String> {
+        order::check_text(raw.get())?;
+        let amount: Amount<'_> = nested(fields.amount, "amount")?;
+        let sku: Sku<'_> = nested(fields.sku, "sku")?;
+        let text = |v, f| order::text(v, f);
+        Ok(VerificationRow {
+            cursor: text(fields.cursor, "cursor")?.unwrap_or_else(|| id.clone()),
+            verify_id: id.clone(),
+            certificate_id: text(fields.certificate_id, "certificate_id")?,
+            code: text(fields.code, "code")?,
+            order_id: text(fields.order_id, "order_id")?,
+            verify_time: order::epoch(fields.verify_time, "verify_time")?,
+            status: order::int32(fields.status, "status")?,
+            cancel_time: order::epoch(fields.cancel_time, "cancel_time")?,
+            verify_type: order::int32(fields.verify_type, "verify_type")?,
+            can_cancel: boolean(fields.can_cancel, "can_cancel")?,
+            original_amount: fen(amount.original_amount, "amount.original_amount")?,
+            pay_amount: fen(amount.pay_amount, "amount.pay_amount")?,
+            merchant_ticket_amount: fen(
+                amount.merchant_ticket_amount,
+                "amount.merchant_ticket_amount",
+            )?,
+            sku_id: text(sku.sku_id, "sku.sku_id")?,
+            sku_title: text(sku.title, "sku.title")?,
+            poi_id: match text(fields.verify_poi_id, "verify_poi_id")? {
+                Some(p) => Some(p),
+                None => text(fields.poi_id, "poi_id")?,
+            },
+            raw: raw.get().to_string(),
+        })
+    };
+    columns().map_err(|reason| reject(Some(id.clone()), reason))
 }
 
 #[derive(Deserialize)]
@@ -95,22 +220,46 @@ struct DataPart<'a> {
     total: Option<Value>,
 }
 
-/// Read an answer's page: its records, `data.total`, and the next cursor (the last record's,
-/// unless the page is shorter than [`PAGE_SIZE`]).
+/// Read an answer's page: its records (rows, or quarantined records), `data.total`, and the
+/// next cursor (the last record's, unless the page is shorter than [`PAGE_SIZE`]). A
+/// quarantined record still counts for the paging and the total.
 pub fn read_page(text: &str) -> Result<Page<VerificationRow>, String> {
     let body: Body<'_> =
         serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
     let raws = body.data.records.unwrap_or_default();
     let mut rows = Vec::with_capacity(raws.len());
+    let mut rejected = Vec::new();
+    let mut last_cursor = None;
     for raw in &raws {
-        rows.push(extract(raw)?);
+        match extract(raw) {
+            Ok(row) => {
+                last_cursor = Some(row.cursor.clone());
+                rows.push(row);
+            }
+            Err(r) => {
+                // Its cursor, if it has a readable one, still says where the next page starts.
+                last_cursor = serde_json::from_str::<Fields<'_>>(raw.get())
+                    .ok()
+                    .and_then(|f| {
+                        order::text(f.cursor.or(f.verify_id), "cursor")
+                            .ok()
+                            .flatten()
+                    });
+                rejected.push(r);
+            }
+        }
     }
     let total = int_of(body.data.total.as_ref()).and_then(|t| u64::try_from(t).ok());
-    let next = match rows.last() {
-        Some(last) if rows.len() >= PAGE_SIZE => Next::Cursor(last.cursor.clone()),
+    let next = match last_cursor {
+        Some(c) if raws.len() >= PAGE_SIZE => Next::Cursor(c),
         _ => Next::Done,
     };
-    Ok(Page { rows, total, next })
+    Ok(Page {
+        rows,
+        rejected,
+        total,
+        next,
+    })
 }
 
 impl Stream for Verifications {
@@ -229,6 +378,7 @@ impl Stream for Verifications {
             orders: rows.len() as u64,
             inserted: row.get::<_, i64>(0) as u64,
             updated: row.get::<_, i64>(1) as u64,
+            rejected: 0,
         })
     }
 }
@@ -289,12 +439,39 @@ mod tests {
     }
 
     #[test]
-    fn a_record_without_verify_id_is_refused_with_the_reason() {
-        assert!(extract(&raw(r#"{"cursor":"1"}"#))
-            .unwrap_err()
-            .contains("verify_id"));
-        assert!(extract(&raw(r#"{"verify_id":""}"#)).is_err());
-        assert!(extract(&raw(r#"[1]"#)).is_err());
+    fn a_record_that_cannot_be_stored_is_quarantined_with_the_reason() {
+        let reason = |json: &str| extract(&raw(json)).unwrap_err().reason;
+        assert!(reason(r#"{"cursor":"1"}"#).contains("verify_id"));
+        assert!(reason(r#"{"verify_id":""}"#).contains("verify_id"));
+        assert!(reason(r#"[1]"#).contains("not an object"));
+        assert!(reason(r#"{"verify_id":"v","verify_time":1706164312000}"#).contains("verify_time"));
+        assert!(reason(r#"{"verify_id":"v","status":99999999999}"#).contains("status"));
+        assert!(
+            reason(r#"{"verify_id":"v","amount":{"pay_amount":1000000000000}}"#)
+                .contains("pay_amount")
+        );
+        assert!(reason(r#"{"verify_id":"v","amount":{"pay_amount":12.5}}"#).contains("pay_amount"));
+        assert!(reason(r#"{"verify_id":"v","amount":[1]}"#).contains("amount"));
+        assert!(reason(r#"{"verify_id":"v","can_cancel":"maybe"}"#).contains("can_cancel"));
+        assert!(reason(r#"{"verify_id":"v","code":"a\u0000b"}"#).contains("U+0000"));
+        let r = extract(&raw(r#"{"verify_id":"v9","status":"x"}"#)).unwrap_err();
+        assert_eq!(r.order_id.as_deref(), Some("v9"));
+    }
+
+    #[test]
+    fn a_quarantined_record_still_moves_the_cursor() {
+        let mut records: Vec<String> = (1..=19)
+            .map(|i| format!(r#"{{"verify_id":"v{i}","cursor":"c{i}"}}"#))
+            .collect();
+        records.push(r#"{"verify_id":"v20","cursor":"c20","status":"x"}"#.to_string());
+        let page = read_page(&format!(
+            r#"{{"data":{{"records":[{}]}}}}"#,
+            records.join(",")
+        ))
+        .unwrap();
+        assert_eq!(page.rows.len(), 19);
+        assert_eq!(page.rejected.len(), 1);
+        assert_eq!(page.next, Next::Cursor("c20".into()));
     }
 
     #[test]

@@ -215,6 +215,10 @@ pub struct QueryInfo {
 /// (the store is locked while it runs).
 pub type QueryHook = Box<dyn FnMut(&QueryInfo, &mut Vec<Value>) + Send>;
 
+/// Called for each order query that passed all checks: `Some(body)` is sent verbatim as the whole
+/// answer (any text: invalid JSON, `orders` of any shape); `None` answers from the stored orders.
+pub type RawPage = Box<dyn FnMut(&QueryInfo) -> Option<String> + Send>;
+
 /// The running fake server. Dropping it stops it.
 pub struct FakeDouyin {
     shared: Arc<Shared>,
@@ -238,6 +242,7 @@ struct Shared {
     store: Mutex<Store>,
     hook: Mutex<Option<QueryHook>>,
     ledger: ledger::Ledger,
+    raw_page: Mutex<Option<RawPage>>,
 }
 
 struct Ctl {
@@ -262,8 +267,10 @@ struct TokenState {
 
 #[derive(Default)]
 struct Store {
-    /// Verification records (§7), by `verify_id`, in cursor order.
+    /// Verification records (§7), by `verify_id`.
     verifications: BTreeMap<String, Value>,
+    /// (verify_time, verify_id), sorted; dropped when records are added.
+    verify_index: Option<Vec<(i64, String)>>,
     orders: Vec<StoredOrder>,
     by_id: HashMap<String, usize>,
     /// Sorted indexes per queried account, dropped on every mutation and rebuilt lazily.
@@ -295,6 +302,20 @@ impl StoredOrder {
                 .get("open_id")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+        }
+    }
+
+    /// An entry served as `text` verbatim, filed under `key` and `time` (see
+    /// [`FakeDouyin::add_verbatim`]).
+    fn verbatim(key: &str, time: i64, text: &str) -> StoredOrder {
+        StoredOrder {
+            json: text.to_string(),
+            id: key.to_string(),
+            account: None,
+            create: time,
+            update: time,
+            status: 0,
+            open_id: None,
         }
     }
 
@@ -353,6 +374,7 @@ impl FakeDouyin {
             store: Mutex::new(Store::default()),
             hook: Mutex::new(None),
             ledger: ledger::Ledger::default(),
+            raw_page: Mutex::new(None),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -404,6 +426,21 @@ impl FakeDouyin {
             }
         }
         store.indexes.clear();
+    }
+
+    /// Adds an entry served verbatim: `text` goes into `data.orders` exactly as given (any text:
+    /// invalid JSON, not an object, a repeated key, `\u0000`…), for every account, with `time` as
+    /// both its create and update time, counted in `total` like any order. `key` files it (sort
+    /// order, the `order_id` filter, replacement by the same key) instead of an `order_id` read
+    /// from the text: two keys serve the same text twice. A query hook sees such an entry as
+    /// `null` (and stores it back as `null`).
+    pub fn add_verbatim(&self, key: &str, time: i64, text: &str) {
+        self.add_stored(vec![StoredOrder::verbatim(key, time, text)]);
+    }
+
+    /// Sets or clears the raw page (see [`RawPage`]).
+    pub fn set_raw_page(&self, page: Option<RawPage>) {
+        *lock(&self.shared.raw_page) = page;
     }
 
     /// Applies `f` to the stored order `order_id`; false when there is no such order.
@@ -533,6 +570,7 @@ impl FakeDouyin {
                 .to_string();
             store.verifications.insert(id, r);
         }
+        store.verify_index = None;
     }
 
     /// Revokes a verification as Douyin does later: `status` 2, `cancel_time`, `can_cancel`
@@ -1356,21 +1394,35 @@ fn handle_verifications(
     let start = int("start_time").unwrap_or(i64::MIN);
     let end = int("end_time").unwrap_or(i64::MAX);
     let body = {
-        let store = lock(&shared.store);
-        let in_window: Vec<&Value> = store
-            .verifications
-            .values()
+        let mut store = lock(&shared.store);
+        if store.verify_index.is_none() {
+            let mut index: Vec<(i64, String)> = store
+                .verifications
+                .iter()
+                .map(|(id, r)| (int_field(r, "verify_time"), id.clone()))
+                .collect();
+            index.sort();
+            store.verify_index = Some(index);
+        }
+        let store = &*store;
+        let index = store.verify_index.as_deref().unwrap_or_default();
+        let lo = index.partition_point(|(t, _)| *t < start);
+        let hi = index.partition_point(|(t, _)| *t < end || (shared.end_inclusive && *t == end));
+        let mut in_window: Vec<&Value> = index[lo..hi.max(lo)]
+            .iter()
+            .filter_map(|(_, id)| store.verifications.get(id))
             .filter(|r| {
-                let t = int_field(r, "verify_time");
-                let account_of = r
-                    .get("sku")
+                r.get("sku")
                     .and_then(|s| s.get("account_id"))
-                    .and_then(Value::as_str);
-                account_of.is_none_or(|a| a == account)
-                    && t >= start
-                    && (t < end || (shared.end_inclusive && t == end))
+                    .and_then(Value::as_str)
+                    .is_none_or(|a| a == account)
             })
             .collect();
+        let cursor_of = |r: &Value| -> (usize, String) {
+            let c = r.get("cursor").and_then(Value::as_str).unwrap_or_default();
+            (c.len(), c.to_string())
+        };
+        in_window.sort_by_key(|r| cursor_of(r));
         let total = in_window.len();
         let after: Vec<&Value> = if faults.verify_stuck_cursor || cursor == "0" {
             in_window.clone()
@@ -1378,10 +1430,7 @@ fn handle_verifications(
             in_window
                 .iter()
                 .copied()
-                .filter(|r| {
-                    let c = r.get("cursor").and_then(Value::as_str).unwrap_or_default();
-                    (c.len(), c) > (cursor.len(), cursor.as_str())
-                })
+                .filter(|r| cursor_of(r) > (cursor.len(), cursor.clone()))
                 .collect()
         };
         let page: Vec<Value> = after.into_iter().take(size as usize).cloned().collect();
@@ -1615,7 +1664,12 @@ fn handle_query(
         Ok(p) => p,
         Err(_) => return fail(2100005),
     };
-    let body = {
+    let raw = lock(&shared.raw_page)
+        .as_mut()
+        .and_then(|page| page(&plan.info));
+    let body = if let Some(raw) = raw {
+        raw
+    } else {
         let mut hook = lock(&shared.hook);
         let mut store = lock(&shared.store);
         if let Some(h) = hook.as_mut() {

@@ -1092,7 +1092,7 @@ fn seed_money(
                                "merchant_ticket_amount": 0},
                     "verify_poi_id": "7100000000000000101",
                 }));
-                if n % 4 != 0 {
+                if !n.is_multiple_of(4) {
                     let booked = verify_time + 3600;
                     ledger.entry(local_date(booked)).or_default().push(serde_json::json!({
                         "ledger_id": format!("l_r_b{id}"), "id": id, "account_id": ACCOUNT,

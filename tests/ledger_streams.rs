@@ -643,7 +643,15 @@ fn the_reconciliation_view_matches_hand_checked_orders() {
     );
     assert_eq!(view.len(), 5);
     let paid = Some(t(9).to_string());
-    let expected: [(&String, Option<String>, &str, [&str; 6], Option<String>); 5] = [
+    // (order, pay_time, pay_amount, the six figures, unsettled_since)
+    type Expected<'a> = (
+        &'a String,
+        Option<String>,
+        &'a str,
+        [&'a str; 6],
+        Option<String>,
+    );
+    let expected: [Expected<'_>; 5] = [
         (
             a,
             paid.clone(),

@@ -739,3 +739,44 @@ fn readme_query<'a>(readme: &'a str, containing: &str) -> &'a str {
         .trim()
         .trim_end_matches(';')
 }
+
+#[test]
+fn a_refund_or_ledger_record_that_cannot_be_stored_is_quarantined_and_its_day_commits() {
+    let w = World::new("ledger_quarantine");
+    let (refunds, ledger) = seed(&w);
+    // No after_sale_id; an amount beyond numeric(12,2); a certificate that is not an object.
+    w.fake.add_refunds([
+        json!({"order_id": "1", "merchant_account_id": ACCOUNT.parse::<i64>().unwrap(),
+                                "status": 50, "complete_time": MARCH_1 + 7200}),
+    ]);
+    let mut big = generate_refunds(ACCOUNT, MARCH_1 + DAY, 1, 77)
+        .pop()
+        .unwrap();
+    big["complete_time"] = json!(MARCH_1 + DAY + 7200);
+    big["refund_amount"] = json!("100000000000000");
+    w.fake.add_refunds([big.clone()]);
+    let mut odd = generate_ledger(ACCOUNT, "2024-03-02", MARCH_1 + DAY, 1, 77)
+        .pop()
+        .unwrap();
+    odd["certificate"] = json!("none");
+    w.fake.add_ledger_records("2024-03-02", [odd.clone()]);
+    let out = ledger_cmd(&w).run();
+    out.expect_success();
+    assert_refunds_exactly(&w, &refunds);
+    assert_ledger_exactly(&w, &ledger);
+    let quarantined = rows(
+        &w,
+        "SELECT coalesce(record_id, '-') || '/' || stream, day::text, reason FROM rejected_records",
+    );
+    let keys: Vec<&String> = quarantined.keys().collect();
+    assert_eq!(quarantined.len(), 3, "{quarantined:?}");
+    let big_id = format!("{}/refunds", big["after_sale_id"].as_str().unwrap());
+    let odd_id = format!("{}/settlements", odd["ledger_id"].as_str().unwrap());
+    assert!(
+        keys.contains(&&big_id) && keys.contains(&&odd_id),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&&"-/refunds".to_string()), "{keys:?}");
+    assert_eq!(quarantined[&odd_id]["day"].as_deref(), Some("2024-03-02"));
+    assert!(out.log().contains("quarantined"), "{}", out.log());
+}

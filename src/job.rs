@@ -31,7 +31,7 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
             config.legacy_variables().join(" and ")
         );
     }
-    let mut store = Store::connect(config.database())?;
+    let mut store = Store::connect(config.database(), stop)?;
     for done in store.migrate()? {
         log::info!("{done}");
     }
@@ -45,7 +45,7 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
     record.error = result.as_ref().err().map(Error::to_string);
     if store.is_closed() {
-        if let Ok(fresh) = Store::connect(config.database()) {
+        if let Ok(fresh) = Store::connect(config.database(), stop) {
             store = fresh;
         }
     }
@@ -71,7 +71,7 @@ fn sync_accounts(
     let mut per_account = Vec::new();
     for account in config.accounts() {
         if store.is_closed() {
-            *store = Store::connect(config.database())?;
+            *store = Store::connect(config.database(), stop)?;
         }
         let mut stats = AccountStats::default();
         let result = sync_account(config, &douyin, store, account, now, stop, &mut stats);
@@ -206,7 +206,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .map(|p| format!(" (read {})", p.display()))
             .unwrap_or_default()
     );
-    let mut store = Store::connect(config.database())?;
+    let mut store = Store::connect(config.database(), stop)?;
     let pending = store.pending_migrations()?;
     println!(
         "database: connected to {}; {}",

@@ -425,7 +425,7 @@ impl Stager {
         commits: SyncSender<CommitCmd>,
         stop: &Stop,
     ) -> Result<Stager, Error> {
-        let mut store = Store::connect(config.database())?;
+        let mut store = Store::connect(config.database(), stop)?;
         let (commands, received) = mpsc::sync_channel::<StageCmd>(12);
         let failure = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&failure);
@@ -1117,7 +1117,7 @@ fn reconnect(
     let mut tries = 0;
     *store = loop {
         tries += 1;
-        match Store::connect(config.database()) {
+        match Store::connect(config.database(), stop) {
             Ok(fresh) => break fresh,
             Err(e) if tries < retry.max_tries => {
                 log::warn!("reconnect {tries}/{}: {e}", retry.max_tries - 1);

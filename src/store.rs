@@ -209,11 +209,12 @@ impl Store {
                     None => config.connect(NoTls),
                     Some(tls) => config.connect(tls),
                 };
-                let ready = connected.map_err(|e| (false, e)).and_then(|mut client| {
+                // The error comes with what failed: the handshake (None) or the settings.
+                let ready = connected.map_err(|e| (None, e)).and_then(|mut client| {
                     client
                         .batch_execute(&session_settings())
                         .map(|()| client)
-                        .map_err(|e| (true, e))
+                        .map_err(|e| (Some("session settings"), e))
                 });
                 let _ = sender.send(ready); // the caller may have given up
             })
@@ -222,9 +223,9 @@ impl Store {
         let client = loop {
             match result.recv_timeout(TICK) {
                 Ok(Ok(client)) => break client,
-                Ok(Err((false, e))) => return Err(failed(stop, &masked_url, &context, &e)),
-                Ok(Err((true, e))) => {
-                    return Err(failed(stop, &masked_url, "session settings", &e))
+                Ok(Err((what, e))) => {
+                    let what = what.unwrap_or(context.as_str());
+                    return Err(failed(stop, &masked_url, what, &e));
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     stop.check()?;
@@ -702,7 +703,8 @@ impl Store {
     }
 }
 
-/// The settings of every session: quiet notices and the timeouts of the module doc.
+/// The settings of every session: the timeouts of the module doc, and no NOTICEs ("table does
+/// not exist, skipping" is expected and would only clutter the log).
 fn session_settings() -> String {
     format!(
         "SET client_min_messages = warning; SET statement_timeout = '{}s'; SET lock_timeout = '{}s'",

@@ -217,6 +217,10 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             format!("migrations a run would apply: {}", pending.join(", "))
         }
     );
+    let (statement_timeout, lock_timeout) = store.timeouts()?;
+    println!(
+        "database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}"
+    );
     let douyin = Douyin::new(config, stop.clone());
     douyin.authenticate()?;
     println!("douyin: client token ok from {}", config.api_base());

@@ -270,6 +270,20 @@ impl Store {
         Ok(Busy(Arc::clone(&self.busy)))
     }
 
+    /// The session's `statement_timeout` and `lock_timeout` as the server reports them (a
+    /// pooler in transaction mode may not keep session settings: `check` shows what holds).
+    pub fn timeouts(&mut self) -> Result<(String, String), Error> {
+        let _busy = self.statement()?;
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')",
+                &[],
+            )
+            .map_err(self.err("session settings"))?;
+        Ok((row.get(0), row.get(1)))
+    }
+
     /// Whether this connection is encrypted (TLS), as the server sees it.
     pub fn ssl_in_use(&mut self) -> Result<bool, Error> {
         let _busy = self.statement()?;

@@ -5,7 +5,7 @@
 
 mod support;
 
-use douyin_order_sync::store::{CONNECT_TIMEOUT, LOCK_TIMEOUT};
+use douyin_order_sync::store::{CONNECT_TIMEOUT, LOCK_TIMEOUT, STATEMENT_TIMEOUT};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -375,4 +375,19 @@ fn a_lock_held_longer_than_the_lock_timeout_ends_the_run_with_75_and_names_it() 
         .run()
         .expect_success();
     assert_exact(&w, &served);
+}
+
+#[test]
+fn check_shows_the_statement_and_lock_timeouts_of_the_session() {
+    let w = World::new("session_timeouts");
+    let out = w.range_cmd("2024-03-01", "2024-03-01").arg("check").run();
+    out.expect_success();
+    assert!(
+        out.stdout
+            .contains("database session: statement_timeout 10min, lock_timeout 30s"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(STATEMENT_TIMEOUT, Duration::from_secs(600));
+    assert_eq!(LOCK_TIMEOUT, Duration::from_secs(30));
 }

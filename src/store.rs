@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 /// The whole connection handshake: TCP connect, TLS, startup and authentication, and the session
 /// settings. A server that accepts and never answers ends the run with 75 after this long.
+/// DB_URL's `connect_timeout` replaces it (as in libpq, it then bounds the whole handshake); so
+/// do its `keepalives`, `keepalives_idle` and `tcp_user_timeout` the values below.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest statement, enforced by the server (`statement_timeout`, set per session). The
 /// longest one is a day's upsert: measured at 14 s for a day of 100,000 new orders and 18 s for
@@ -182,14 +184,7 @@ impl Store {
     pub fn connect(db: &Database, stop: &Stop) -> Result<Store, Error> {
         stop.check()?;
         let masked_url = db.masked_url().to_string();
-        let mut config = db.pg_config().clone();
-        config
-            .connect_timeout(CONNECT_TIMEOUT)
-            .keepalives(true)
-            .keepalives_idle(KEEPALIVE_IDLE)
-            .keepalives_interval(KEEPALIVE_INTERVAL)
-            .keepalives_retries(KEEPALIVE_RETRIES)
-            .tcp_user_timeout(TCP_USER_TIMEOUT);
+        let (config, handshake_timeout) = socket_settings(db.pg_config());
         // TLS is src/tls.rs's business; its error is a root certificate file that is unusable.
         let tls = match db.tls() {
             TlsMode::Disable => None,
@@ -219,7 +214,7 @@ impl Store {
                 let _ = sender.send(ready); // the caller may have given up
             })
             .map_err(|e| Error::Bug(format!("cannot start a connection thread: {e}")))?;
-        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let deadline = Instant::now() + handshake_timeout;
         let client = loop {
             match result.recv_timeout(TICK) {
                 Ok(Ok(client)) => break client,
@@ -232,7 +227,7 @@ impl Store {
                     if Instant::now() >= deadline {
                         return Err(Error::Database(format!(
                             "{context} ({masked_url}, DB_URL): no answer within {} s (TCP connect, TLS and startup handshake)",
-                            CONNECT_TIMEOUT.as_secs()
+                            handshake_timeout.as_secs()
                         )));
                     }
                 }
@@ -717,6 +712,29 @@ impl Store {
     }
 }
 
+/// The socket settings of a connection and the time its whole handshake may take: DB_URL's
+/// `connect_timeout`, `keepalives`, `keepalives_idle` and `tcp_user_timeout` where it gives them
+/// (libpq's meaning: `connect_timeout` bounds the whole handshake), else this module's.
+fn socket_settings(from_url: &postgres::Config) -> (postgres::Config, Duration) {
+    let mut config = from_url.clone();
+    let handshake_timeout = from_url
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    config
+        .connect_timeout(handshake_timeout)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES);
+    // The postgres crate's own default (2 h) means DB_URL did not set it.
+    if from_url.get_keepalives_idle() == postgres::Config::new().get_keepalives_idle() {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if from_url.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    (config, handshake_timeout)
+}
+
 /// The settings of every session: the timeouts of the module doc, and no NOTICEs ("table does
 /// not exist, skipping" is expected and would only clutter the log).
 fn session_settings() -> String {
@@ -978,6 +996,44 @@ mod tests {
             lock_key("7000000000000000001"),
             lock_key("7000000000000000001")
         );
+    }
+
+    #[test]
+    fn sockets_get_the_documented_timeouts_unless_db_url_sets_its_own() {
+        let plain: postgres::Config = "host=db user=u".parse().unwrap();
+        let (config, handshake) = socket_settings(&plain);
+        assert_eq!(handshake, CONNECT_TIMEOUT);
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+
+        let mut own: postgres::Config = "host=db user=u".parse().unwrap();
+        own.connect_timeout(Duration::from_secs(3))
+            .keepalives(false)
+            .keepalives_idle(Duration::from_secs(5))
+            .tcp_user_timeout(Duration::from_millis(1500));
+        let (config, handshake) = socket_settings(&own);
+        assert_eq!(handshake, Duration::from_secs(3));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn session_settings_set_the_statement_and_lock_timeouts() {
+        let settings = session_settings();
+        assert!(
+            settings.contains("SET statement_timeout = '600s'"),
+            "{settings}"
+        );
+        assert!(settings.contains("SET lock_timeout = '30s'"), "{settings}");
     }
 
     #[test]

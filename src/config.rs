@@ -85,6 +85,21 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
 }
 
+/// Monitoring: the Python tool's `task_monitor` row and the Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    /// `TASK_ID`: the `task_monitor` row and the Pushgateway's `task_id` grouping label.
+    pub task_id: String,
+    /// `TASK_MONITOR`: keep the `task_monitor` row (and obey its `target_command`).
+    pub task_monitor: bool,
+    /// `HEARTBEAT_SECS`: how often a run writes its heartbeat and reads the command.
+    pub heartbeat: Duration,
+    /// `PUSHGATEWAY_URL`, without a trailing `/`.
+    pub pushgateway_url: Option<String>,
+    /// `METRICS_FILE`: a textfile-collector file.
+    pub metrics_file: Option<PathBuf>,
+}
+
 /// The validated configuration of one run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -107,6 +122,7 @@ pub struct Config {
     legacy_variables: Vec<&'static str>,
     env_file: Option<PathBuf>,
     warnings: Vec<String>,
+    monitoring: Monitoring,
 }
 
 impl Config {
@@ -166,6 +182,9 @@ impl Config {
     /// line that did not parse); `load` logs them and `check` prints them.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+    pub fn monitoring(&self) -> &Monitoring {
+        &self.monitoring
     }
     /// The `.env` file that was read, if any.
     pub fn env_file(&self) -> Option<&Path> {
@@ -275,7 +294,8 @@ impl Config {
             Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(v) => return Err(invalid("LOG_FORMAT", &v, "must be text or json")),
         };
-        let legacy_variables = ["SYNC_INTERVAL", "TASK_ID"]
+        let monitoring = parse_monitoring(s)?;
+        let legacy_variables = ["SYNC_INTERVAL"]
             .into_iter()
             .filter(|name| s.get(name).is_some())
             .collect();
@@ -299,6 +319,7 @@ impl Config {
             legacy_variables,
             env_file: s.env_file.clone(),
             warnings: warnings(s),
+            monitoring,
         })
     }
 }
@@ -491,6 +512,57 @@ fn parse_window(s: &Sources) -> Result<WindowSpec, Error> {
     Ok(WindowSpec::Range(span))
 }
 
+fn parse_monitoring(s: &Sources) -> Result<Monitoring, Error> {
+    let task_id = s
+        .get("TASK_ID")
+        .unwrap_or_else(|| "douyin_order_sync".into());
+    // task_monitor.task_id is VARCHAR(64) in the Python tool's table.
+    if task_id.chars().count() > 64 || task_id.chars().any(char::is_control) {
+        return Err(invalid(
+            "TASK_ID",
+            &task_id,
+            "must be at most 64 characters, without control characters",
+        ));
+    }
+    let pushgateway_url = match s.get("PUSHGATEWAY_URL") {
+        None => None,
+        Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
+            Some(v.trim_end_matches('/').to_string())
+        }
+        Some(v) => {
+            return Err(Error::config(format!(
+                "PUSHGATEWAY_URL ({}) must start with http:// or https://",
+                crate::metrics::masked_url(&v)
+            )))
+        }
+    };
+    let metrics_file = match s.get("METRICS_FILE") {
+        None => None,
+        Some(v) => {
+            let path = PathBuf::from(&v);
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if path.file_name().is_none() || !dir.is_dir() {
+                return Err(invalid(
+                    "METRICS_FILE",
+                    &v,
+                    "must be a file in an existing directory",
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(Monitoring {
+        task_id,
+        task_monitor: s.boolean("TASK_MONITOR", true)?,
+        heartbeat: Duration::from_secs(s.number("HEARTBEAT_SECS", 30, 1, 3600)? as u64),
+        pushgateway_url,
+        metrics_file,
+    })
+}
+
 fn epoch_seconds(name: &str, value: &str) -> Result<i64, Error> {
     let n: i64 = value
         .parse()
@@ -588,6 +660,49 @@ mod tests {
                 e.to_string()
             }
         }
+    }
+
+    #[test]
+    fn monitoring_defaults_to_the_python_tools_task_id_with_the_row_on() {
+        let c = Config::from_sources(&sources(&[])).unwrap();
+        let m = c.monitoring();
+        assert_eq!(m.task_id, "douyin_order_sync");
+        assert!(m.task_monitor);
+        assert_eq!(m.heartbeat, Duration::from_secs(30));
+        assert_eq!(m.pushgateway_url, None);
+        assert_eq!(m.metrics_file, None);
+        assert!(c.legacy_variables().is_empty());
+        let c = Config::from_sources(&sources(&[
+            ("TASK_ID", "shop-7"),
+            ("TASK_MONITOR", "false"),
+            ("HEARTBEAT_SECS", "5"),
+            ("PUSHGATEWAY_URL", "http://pg:9091/"),
+            ("SYNC_INTERVAL", "3600"),
+        ]))
+        .unwrap();
+        let m = c.monitoring();
+        assert_eq!(m.task_id, "shop-7");
+        assert!(!m.task_monitor);
+        assert_eq!(m.heartbeat, Duration::from_secs(5));
+        assert_eq!(m.pushgateway_url.as_deref(), Some("http://pg:9091"));
+        assert_eq!(c.legacy_variables(), ["SYNC_INTERVAL"]);
+    }
+
+    #[test]
+    fn bad_monitoring_settings_are_configuration_errors() {
+        assert!(err(&[("TASK_ID", &"x".repeat(65))]).contains("TASK_ID"));
+        assert!(err(&[("HEARTBEAT_SECS", "0")]).contains("HEARTBEAT_SECS"));
+        assert!(err(&[("TASK_MONITOR", "maybe")]).contains("TASK_MONITOR"));
+        let e = err(&[("PUSHGATEWAY_URL", "pg.example:9091")]);
+        assert!(
+            e.contains("PUSHGATEWAY_URL") && e.contains("http://"),
+            "{e}"
+        );
+        // A password in the URL is masked.
+        let e = err(&[("PUSHGATEWAY_URL", "ftp://u:hunter2@pg/")]);
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err(&[("METRICS_FILE", "/nonexistent-dir/x.prom")]);
+        assert!(e.contains("METRICS_FILE"), "{e}");
     }
 
     #[test]

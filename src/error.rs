@@ -29,7 +29,7 @@ pub mod code {
 /// The exit codes and their meanings. argh needs `--help`'s copy as literals (`cli.rs`); a test
 /// there checks that `--help` prints exactly these lines.
 pub const EXIT_CODE_TABLE: &[(i32, &str)] = &[
-    (code::OK, "done: every day of the window is committed"),
+    (code::OK, "done: every day of the window is committed, or a task_monitor STOP held the run"),
     (code::USAGE, "bad command line"),
     (code::SOFTWARE, "a bug on our side (e.g. Douyin answered 'invalid parameter')"),
     (

@@ -1,6 +1,6 @@
-//! One run from start to exit: connect and migrate, record the run, authenticate once, sync each
-//! account under its own lock and checkpoint, log the summary, and pick the exit code. Also the
-//! read-only `check`.
+//! One run from start to exit: connect and migrate, obey and keep the `task_monitor` row, record
+//! the run, authenticate once, sync each account under its own lock and checkpoint, log the
+//! summary, pick the exit code and report the metrics. Also the read-only `check`.
 //!
 //! Accounts fail independently: a refused authorisation or a day that keeps failing ends that
 //! account, the others go on, and the run exits with the most serious error among them. A signal
@@ -9,6 +9,8 @@
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
+use crate::metrics::{AccountReport, RunReport};
+use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::stop::Stop;
 use crate::store::{RunRecord, Store};
 use crate::sync::{self, AccountStats, Plan};
@@ -23,36 +25,125 @@ fn mode(config: &Config) -> &'static str {
     }
 }
 
-/// Run the sync described by `config`.
+/// Run the sync described by `config`, then report it to Prometheus (`PUSHGATEWAY_URL`,
+/// `METRICS_FILE`) whatever the outcome.
 pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
-    if !config.legacy_variables().is_empty() {
+    let started = Instant::now();
+    let mut report = RunReport {
+        accounts: config
+            .accounts()
+            .iter()
+            .map(|a| AccountReport {
+                account: a.clone(),
+                ..AccountReport::default()
+            })
+            .collect(),
+        ..RunReport::default()
+    };
+    let result = run_monitored(config, stop, &mut report);
+    report.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report.finished_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    crate::metrics::publish(config.monitoring(), &report);
+    result
+}
+
+/// Connect, migrate, keep the `task_monitor` row around the run, record it in `sync_runs`.
+fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result<(), Error> {
+    let legacy = config.legacy_variables();
+    if !legacy.is_empty() {
+        let (belong, are) = if legacy.len() == 1 {
+            ("belongs", "is")
+        } else {
+            ("belong", "are")
+        };
         log::info!(
-            "{} belong to the old daemon and are ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
-            config.legacy_variables().join(" and ")
+            "{} {belong} to the old daemon and {are} ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
+            legacy.join(" and ")
         );
     }
     let mut store = Store::connect(config.database(), stop)?;
     for done in store.migrate()? {
         log::info!("{done}");
     }
-    let run_id = store.begin_run(
-        &config.accounts().join(","),
-        mode(config),
-        config.time_field().key(),
-    )?;
-    let mut record = RunRecord::default();
-    let result = sync_accounts(config, stop, &mut store, &mut record);
-    record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
-    record.error = result.as_ref().err().map(Error::to_string);
-    if store.is_closed() {
-        if let Ok(fresh) = Store::connect(config.database(), stop) {
-            store = fresh;
-        }
+    let mut task = TaskMonitor::new(config, stop);
+    let begin = task.as_mut().map(|monitor| monitor.begin(&mut store));
+    if begin == Some(Begin::Off) {
+        task = None;
     }
-    if let Err(e) = store.finish_run(run_id, &record) {
-        log::warn!("could not complete run {run_id} in sync_runs: {e}");
+    if let Some(monitor) = task.as_mut() {
+        if begin == Some(Begin::Held) {
+            log::info!(
+                "task_monitor: target_command is STOP for TASK_ID {}: syncing nothing, asking Douyin nothing; to resume, set it to START or NULL ({})",
+                monitor.task_id(),
+                monitor::resume_sql(monitor.task_id())
+            );
+            report.stopped = true;
+            read_checkpoints(config, &mut store, report);
+            if let Some(monitor) = task {
+                monitor.finish(Some(&mut store), Outcome::Held);
+            }
+            return Ok(());
+        }
+        monitor.start_heartbeat();
+    }
+    let result = store
+        .begin_run(
+            &config.accounts().join(","),
+            mode(config),
+            config.time_field().key(),
+        )
+        .and_then(|run_id| {
+            let mut record = RunRecord::default();
+            let result = sync_accounts(config, stop, &mut store, &mut record, report);
+            record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+            record.error = result.as_ref().err().map(Error::to_string);
+            if store.is_closed() {
+                if let Ok(fresh) = Store::connect(config.database(), stop) {
+                    store = fresh;
+                }
+            }
+            if let Err(e) = store.finish_run(run_id, &record) {
+                log::warn!("could not complete run {run_id} in sync_runs: {e}");
+            }
+            result
+        });
+    read_checkpoints(config, &mut store, report);
+    let held = result.is_ok() && stop.held();
+    if held {
+        report.stopped = true;
+        log::info!(
+            "task_monitor: stopped by target_command STOP after the committed days; to resume, set it to START or NULL (a rerun resumes after them)"
+        );
+    }
+    if let Some(monitor) = task {
+        let outcome = match &result {
+            Err(e) => Outcome::Failed(e),
+            Ok(()) if held => Outcome::Held,
+            Ok(()) => Outcome::Done,
+        };
+        monitor.finish(Some(&mut store), outcome);
     }
     result
+}
+
+/// Each account's checkpoint, for the metrics (left out when the database cannot tell).
+fn read_checkpoints(config: &Config, store: &mut Store, report: &mut RunReport) {
+    if store.is_closed() {
+        return;
+    }
+    for account in &mut report.accounts {
+        let key = sync::checkpoint_key(config, &account.account);
+        match store.checkpoint(&key) {
+            Ok(c) => account.checkpoint = c.map(|c| c.synced_until),
+            Err(e) => {
+                log::debug!("checkpoint of {} for the metrics: {e}", account.account);
+                return;
+            }
+        }
+    }
 }
 
 fn sync_accounts(
@@ -60,21 +151,44 @@ fn sync_accounts(
     stop: &Stop,
     store: &mut Store,
     record: &mut RunRecord,
+    report: &mut RunReport,
 ) -> Result<(), Error> {
     let started = Instant::now();
     stop.check()?;
     let douyin = Arc::new(Douyin::new(config, stop.clone()));
+    let result = sync_all(config, stop, store, record, report, &douyin, started);
+    let (requests, retries, _) = sync::request_counts(&douyin);
+    report.requests = requests;
+    report.retries = retries;
+    result
+}
+
+fn sync_all(
+    config: &Config,
+    stop: &Stop,
+    store: &mut Store,
+    record: &mut RunRecord,
+    report: &mut RunReport,
+    douyin: &Arc<Douyin>,
+    started: Instant,
+) -> Result<(), Error> {
     douyin.authenticate()?;
     let now = sync::now_epoch();
     let mut worst: Option<Error> = None;
     let mut totals = AccountStats::default();
     let mut per_account = Vec::new();
-    for account in config.accounts() {
+    for (index, account) in config.accounts().iter().enumerate() {
+        if stop.held() {
+            break; // a remote STOP: the next accounts wait for the next run
+        }
         if store.is_closed() {
             *store = Store::connect(config.database(), stop)?;
         }
         let mut stats = AccountStats::default();
-        let result = sync_account(config, &douyin, store, account, now, stop, &mut stats);
+        let result = sync_account(config, douyin, store, account, now, stop, &mut stats);
+        if let Some(r) = report.accounts.get_mut(index) {
+            r.records = stats.orders;
+        }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
                 Some((a, b)) => (a.min(start), b.max(end)),
@@ -107,7 +221,7 @@ fn sync_accounts(
             }
         }
     }
-    let (requests, retries, tokens) = sync::request_counts(&douyin);
+    let (requests, retries, tokens) = sync::request_counts(douyin);
     let seconds = started.elapsed().as_secs_f64();
     let rate = totals.orders as f64 / seconds.max(0.001);
     record.days = totals.days as i64;
@@ -220,6 +334,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             format!("migrations a run would apply: {}", pending.join(", "))
         }
     );
+    for line in monitor::describe(&mut store, config)? {
+        println!("{line}");
+    }
     let (statement_timeout, lock_timeout) = store.timeouts()?;
     println!(
         "database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}"

@@ -5,7 +5,8 @@
 //! in UTC+8 and day slices), `dotenv` (the `.env` file as python-dotenv reads it), `db_url` (DB_URL as
 //! SQLAlchemy reads it), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
 //! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
-//! account), `job` (a run over all accounts), `stop` (signals), `logging`, `error`.
+//! account), `job` (a run over all accounts), `monitor` (the `task_monitor` row), `metrics`
+//! (Prometheus), `stop` (signals and the remote stop), `logging`, `error`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -17,6 +18,8 @@ pub mod douyin;
 pub mod error;
 pub mod job;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod order;
 pub mod pacer;
 pub mod stop;

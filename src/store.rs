@@ -61,6 +61,11 @@ const CANCEL_REPEAT: Duration = Duration::from_secs(1);
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "orders", include_str!("../sql/0001_orders.sql")),
     (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
+    (
+        4,
+        "task_monitor",
+        include_str!("../sql/0004_task_monitor.sql"),
+    ),
 ];
 
 /// Serialises migrations between runs that start at the same moment.
@@ -277,6 +282,11 @@ impl Store {
             )
             .map_err(self.err("session settings"))?;
         Ok((row.get(0), row.get(1)))
+    }
+
+    /// The connection itself, for the modules that own tables of their own (`monitor`).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
     /// Whether this connection is encrypted (TLS), as the server sees it.

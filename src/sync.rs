@@ -486,6 +486,9 @@ fn committer(
         let started = Instant::now();
         let result = store.commit_day(&cmd.stage, account_id, key, cmd.checkpoint, cmd.monotonic);
         let failed = result.is_err();
+        if !failed {
+            stop.day_committed(); // wakes the task_monitor heartbeat
+        }
         let event = Event::Committed {
             generation: cmd.generation,
             day: cmd.day,
@@ -1081,9 +1084,9 @@ pub fn sync_days(
         pipeline.time_committing.as_secs_f64(),
         pipeline.time_waiting.as_secs_f64()
     );
-    // Uncommitted days' staging tables: dropped now if they are free within a second, else by
+    // Uncommitted days' staging tables (after an error or a remote stop): dropped now if they are free within a second, else by
     // the next run of this account.
-    if result.is_err() && !store.is_closed() {
+    if (result.is_err() || pipeline.next_commit < plan.days.len()) && !store.is_closed() {
         let leftovers: Vec<Stage> = (pipeline.next_commit..pipeline.next_schedule)
             .map(|d| Stage::new(account, d))
             .collect();
@@ -1143,8 +1146,17 @@ impl Pipeline<'_> {
     /// Run until every day is committed, an error, or a signal.
     fn run_segment(&mut self, rx: &mpsc::Receiver<Event>, stop: &Stop) -> Result<(), Error> {
         self.schedule()?;
+        // A remote STOP (task_monitor): the day in flight commits, then the segment ends.
+        let mut hold_at = None;
         while self.next_commit < self.plan.days.len() {
             stop.check()?;
+            if stop.held() {
+                let at = *hold_at.get_or_insert(self.next_commit + 1);
+                if self.next_commit >= at {
+                    self.queue.clear();
+                    return Ok(());
+                }
+            }
             if let Some((day, _)) = &self.failure {
                 if self.next_commit >= *day {
                     if let Some((_, error)) = self.failure.take() {

@@ -8,6 +8,7 @@
 
 pub mod fake_douyin;
 pub mod pg;
+pub mod pushgateway;
 pub mod setup;
 
 use std::ffi::OsString;

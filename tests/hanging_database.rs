@@ -18,11 +18,12 @@ use support::{SIGINT, SIGTERM};
 /// The scheduler's budget between a signal and the end of the process.
 const SIGNAL_BUDGET: Duration = Duration::from_secs(10);
 
-/// Where a run ends after a signal because its statement was cancelled, well before the
-/// signal's deadline (which ends a run that cannot end on its own, without recording it).
+/// Where a run ends after a signal because its statement was cancelled, before the signal's
+/// deadline (which ends a run that cannot end on its own, without recording it). The bookkeeping
+/// after the signal may still wait for a lock a little (the task_monitor row's 2 s lock timeout).
 #[track_caller]
 fn assert_ended_by_cancelling(out: &support::Output, took: Duration) {
-    assert!(took < Duration::from_secs(3), "{took:?}\n{}", out.report());
+    assert!(took < Duration::from_secs(6), "{took:?}\n{}", out.report());
     assert!(!out.log().contains("still waiting"), "{}", out.report());
 }
 
@@ -260,12 +261,13 @@ fn migrated_world(name: &str, days: usize) -> (World, Vec<GeneratedOrder>) {
     (w, served)
 }
 
-/// Sessions of the run waiting for a lock.
+/// Statements of the sync waiting for a lock (not the task_monitor row's, which give up after
+/// 2 s and let the run go on).
 fn waiting_on_a_lock(w: &World) -> i64 {
     w.count(
         "SELECT count(*) FROM pg_stat_activity
           WHERE datname = current_database() AND application_name = 'douyin-order-sync'
-            AND wait_event_type = 'Lock'",
+            AND wait_event_type = 'Lock' AND query NOT LIKE '%task_monitor%'",
     )
 }
 
@@ -354,10 +356,11 @@ fn sigterm_while_another_session_holds_the_migration_lock_exits_143_within_10_s(
 
 #[test]
 fn a_lock_held_longer_than_the_lock_timeout_ends_the_run_with_75_and_names_it() {
-    let (w, served) = migrated_world("locked_checkpoints_timeout", 2);
+    let w = World::new("locked_migrations_timeout");
+    let served = w.seed_days(MARCH_1, 2, 40);
     let mut locker = w.db.client();
-    let mut tx = locker.transaction().unwrap();
-    tx.batch_execute("LOCK TABLE sync_checkpoints IN ACCESS EXCLUSIVE MODE")
+    locker
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .unwrap();
     let started = Instant::now();
     let out = w.range_cmd("2024-03-01", "2024-03-02").run();
@@ -365,12 +368,15 @@ fn a_lock_held_longer_than_the_lock_timeout_ends_the_run_with_75_and_names_it() 
     out.expect_code(75);
     assert!(
         took >= LOCK_TIMEOUT - Duration::from_secs(1)
-            && took < LOCK_TIMEOUT + Duration::from_secs(15),
+            && took < LOCK_TIMEOUT + Duration::from_secs(10),
         "{took:?}\n{}",
         out.report()
     );
+    assert!(out.log().contains("migration lock"), "{}", out.report());
     assert!(out.log().contains("lock timeout"), "{}", out.report());
-    tx.rollback().unwrap();
+    locker
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .unwrap();
     w.range_cmd("2024-03-01", "2024-03-02")
         .run()
         .expect_success();

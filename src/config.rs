@@ -250,12 +250,8 @@ impl Config {
         let api_base = s
             .get("API_BASE_URL")
             .unwrap_or_else(|| "https://open.douyin.com".into());
-        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
-            return Err(invalid(
-                "API_BASE_URL",
-                &api_base,
-                "must start with https:// or http://",
-            ));
+        if let Err(problem) = check_base_url(&api_base) {
+            return Err(invalid("API_BASE_URL", &api_base, &problem));
         }
         let api_base = api_base.trim_end_matches('/').to_string();
 
@@ -459,14 +455,28 @@ fn invalid(name: &str, value: &str, problem: &str) -> Error {
     Error::config(format!("{name}={value:?} {problem}"))
 }
 
+/// The longest account id accepted: Douyin's are 19 digits (they fit an unsigned 64-bit).
+const MAX_ACCOUNT_DIGITS: usize = 20;
+
+/// `ACCOUNT_ID`: one account id, or several separated by commas. An id is ASCII digits only
+/// (letters, quotes or full-width digits are a typo, and Douyin would answer "not authorised").
 fn parse_accounts(value: &str) -> Result<Vec<String>, Error> {
     let mut accounts: Vec<String> = Vec::new();
     for part in value.split(',').map(str::trim) {
-        if part.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if part.is_empty() {
             return Err(invalid(
                 "ACCOUNT_ID",
                 value,
                 "must be one account id or a comma-separated list of them",
+            ));
+        }
+        if !part.bytes().all(|b| b.is_ascii_digit()) || part.len() > MAX_ACCOUNT_DIGITS {
+            return Err(invalid(
+                "ACCOUNT_ID",
+                value,
+                &format!(
+                    "holds {part:?}, which is not an account id (up to {MAX_ACCOUNT_DIGITS} digits 0-9, several separated by commas)"
+                ),
             ));
         }
         if !accounts.iter().any(|a| a == part) {
@@ -474,6 +484,76 @@ fn parse_accounts(value: &str) -> Result<Vec<String>, Error> {
         }
     }
     Ok(accounts)
+}
+
+/// Whether `API_BASE_URL` is a URL the job can use: `http(s)://host[:port][/path]`, a host
+/// name, IPv4 or bracketed IPv6 address, a port 1–65535, no user, query or fragment.
+fn check_base_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if path.contains(['?', '#']) || authority.contains(['?', '#']) {
+        return Err("must not carry a query or a fragment".into());
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("has a space or control character in its path".into());
+    }
+    if authority.contains('@') {
+        return Err("must not carry a user name".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("has an unclosed [ in its host")?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "has {addr:?} in brackets, which is not an IPv6 address"
+            ));
+        }
+        match after {
+            "" => (addr, None),
+            _ => (
+                addr,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("has text after its IPv6 address")?,
+                ),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if let Some(port) = port {
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(port.parse::<u32>(), Ok(1..=65535))
+        {
+            return Err(format!("has the port {port:?}: expected a number 1-65535"));
+        }
+    }
+    if authority.starts_with('[') {
+        return Ok(());
+    }
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !host_ok {
+        return Err(format!(
+            "has the host {host:?}, which is not a host name or an address"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_window(s: &Sources) -> Result<WindowSpec, Error> {
@@ -886,6 +966,60 @@ mod tests {
         assert_eq!(c.database().tls(), TlsMode::VerifyFull);
         assert_eq!(c.database().root_cert(), Some(Path::new("/ca.pem")));
         assert_eq!(c.database().pg_config().get_dbname(), Some("orders"));
+    }
+
+    #[test]
+    fn an_account_id_is_digits_only() {
+        for bad in [
+            "abc",
+            "7000'",
+            "\"7000\"",
+            "７０００",
+            "7000 1",
+            "1e5",
+            "-1",
+            "123456789012345678901",
+        ] {
+            let e = err(&[("ACCOUNT_ID", bad)]);
+            assert!(
+                e.contains("ACCOUNT_ID") && e.contains("not an account id"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_sources(&sources(&[("ACCOUNT_ID", "7000000000000000001")])).unwrap();
+        assert_eq!(c.accounts(), ["7000000000000000001".to_string()]);
+    }
+
+    #[test]
+    fn api_base_url_must_be_a_usable_http_url() {
+        for good in [
+            "https://open.douyin.com",
+            "https://open.douyin.com/",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9000/prefix/",
+            "http://localhost",
+        ] {
+            assert!(check_base_url(good).is_ok(), "{good}");
+        }
+        for (bad, says) in [
+            ("ftp://open.douyin.com", "https://"),
+            ("http://127.0.0.1:99999", "port"),
+            ("http://127.0.0.1:0", "port"),
+            ("http://127.0.0.1:80a", "port"),
+            ("http://127.0.0.1:", "port"),
+            ("http://open douyin.com", "host"),
+            ("http://open_douyin.com", "host"),
+            ("http://-bad.com", "host"),
+            ("http://a..b", "host"),
+            ("http://", "host"),
+            ("http://[::1", "unclosed"),
+            ("http://[zz]:1", "IPv6"),
+            ("http://u:p@open.douyin.com", "user"),
+            ("http://open.douyin.com/?x=1", "query"),
+        ] {
+            let e = err(&[("API_BASE_URL", bad)]);
+            assert!(e.contains("API_BASE_URL") && e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -12,11 +12,18 @@ use crate::error::Error;
 use crate::metrics::{AccountReport, RunReport};
 use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::stop::Stop;
-use crate::store::{RunRecord, Store};
+use crate::store::{OrdersLayout, RunRecord, Store};
 use crate::sync::{self, AccountStats, Plan};
 use crate::window;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// `println!` that never panics on a closed stdout (see [`crate::out`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 fn mode(config: &Config) -> &'static str {
     match config.window() {
@@ -64,7 +71,21 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
             legacy.join(" and ")
         );
     }
+    // Nothing is written before the database's rights are known and the token call has shown
+    // that API_BASE_URL is Douyin (a path answering 404 is a configuration error). Other token
+    // failures (77, 75) are recorded in sync_runs like any failed run. A run that task_monitor
+    // holds (STOP) asks Douyin nothing, not even a token.
     let mut store = Store::connect(config.database(), stop)?;
+    store.check_access()?;
+    let douyin = Arc::new(Douyin::new(config, stop.clone()));
+    let authenticated = if stop_requested(config, &mut store) {
+        Ok(())
+    } else {
+        match douyin.authenticate() {
+            Err(e @ (Error::Config(_) | Error::Interrupted(_))) => return Err(e),
+            other => other,
+        }
+    };
     for done in store.migrate()? {
         log::info!("{done}");
     }
@@ -97,7 +118,9 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
         )
         .and_then(|run_id| {
             let mut record = RunRecord::default();
-            let result = sync_accounts(config, stop, &mut store, &mut record, report);
+            let result = authenticated.and_then(|()| {
+                sync_accounts(config, &douyin, stop, &mut store, &mut record, report)
+            });
             record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
             record.error = result.as_ref().err().map(Error::to_string);
             if store.is_closed() {
@@ -110,6 +133,9 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
             }
             result
         });
+    let (requests, retries, _) = sync::request_counts(&douyin);
+    report.requests = requests;
+    report.retries = retries;
     read_checkpoints(config, &mut store, report);
     let held = result.is_ok() && stop.held();
     if held {
@@ -127,6 +153,23 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
         monitor.finish(Some(&mut store), outcome);
     }
     result
+}
+
+/// Whether task_monitor asks this run to stop before it starts (its row says STOP), read
+/// without writing; anything unclear is "no" (the monitor's own start decides then).
+fn stop_requested(config: &Config, store: &mut Store) -> bool {
+    let m = config.monitoring();
+    if !m.task_monitor {
+        return false;
+    }
+    let command = store.client().query_opt(
+        "SELECT target_command::text FROM task_monitor WHERE task_id = $1",
+        &[&m.task_id],
+    );
+    match command {
+        Ok(Some(row)) => monitor::is_stop(row.get::<_, Option<String>>(0).as_deref()),
+        _ => false,
+    }
 }
 
 /// Each account's checkpoint, for the metrics (left out when the database cannot tell).
@@ -148,6 +191,7 @@ fn read_checkpoints(config: &Config, store: &mut Store, report: &mut RunReport) 
 
 fn sync_accounts(
     config: &Config,
+    douyin: &Arc<Douyin>,
     stop: &Stop,
     store: &mut Store,
     record: &mut RunRecord,
@@ -155,23 +199,7 @@ fn sync_accounts(
 ) -> Result<(), Error> {
     let started = Instant::now();
     stop.check()?;
-    let douyin = Arc::new(Douyin::new(config, stop.clone()));
-    let result = sync_all(config, stop, store, record, report, &douyin, started);
-    let (requests, retries, _) = sync::request_counts(&douyin);
-    report.requests = requests;
-    report.retries = retries;
-    result
-}
-
-fn sync_all(
-    config: &Config,
-    stop: &Stop,
-    store: &mut Store,
-    record: &mut RunRecord,
-    report: &mut RunReport,
-    douyin: &Arc<Douyin>,
-    started: Instant,
-) -> Result<(), Error> {
+    // Fetched already unless task_monitor held the run when it started (then released it).
     douyin.authenticate()?;
     let now = sync::now_epoch();
     let mut worst: Option<Error> = None;
@@ -313,7 +341,7 @@ fn sync_account(
 /// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
 /// the plan; write nothing. Exit codes as a real run.
 pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
-    println!(
+    say!(
         "configuration: ok{}",
         config
             .env_file()
@@ -321,29 +349,34 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .unwrap_or_default()
     );
     for warning in config.warnings() {
-        println!("  warning: {warning}");
+        say!("  warning: {warning}");
     }
     let mut store = Store::connect(config.database(), stop)?;
+    store.check_access()?;
+    let layout = store.orders_layout()?;
     let pending = store.pending_migrations()?;
-    println!(
-        "database: connected to {}; {}",
+    say!(
+        "database: connected to {}; {}{}",
         config.database().masked_url(),
         if pending.is_empty() {
             "schema up to date".to_string()
         } else {
             format!("migrations a run would apply: {}", pending.join(", "))
+        },
+        if layout == OrdersLayout::Python {
+            "; the Python tool's orders table, which a run adopts in place"
+        } else {
+            ""
         }
     );
     for line in monitor::describe(&mut store, config)? {
-        println!("{line}");
+        say!("{line}");
     }
     let (statement_timeout, lock_timeout) = store.timeouts()?;
-    println!(
-        "database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}"
-    );
+    say!("database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}");
     let douyin = Douyin::new(config, stop.clone());
     douyin.authenticate()?;
-    println!("douyin: client token ok from {}", config.api_base());
+    say!("douyin: client token ok from {}", config.api_base());
     let now = sync::now_epoch();
     let has_checkpoints = store.has_checkpoints()?;
     for account in config.accounts() {
@@ -354,9 +387,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             None
         };
         let plan = sync::plan(config, key, checkpoint, now);
-        println!("account {account}: {}", describe_plan(config, &plan));
+        say!("account {account}: {}", describe_plan(config, &plan));
         match checkpoint {
-            Some(c) => println!(
+            Some(c) => say!(
                 "  checkpoint: synced until {}{}",
                 window::format_local(c.synced_until),
                 if c.range_done {
@@ -365,7 +398,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                     ""
                 }
             ),
-            None => println!("  checkpoint: none yet"),
+            None => say!("  checkpoint: none yet"),
         }
         if let Some(day) = plan.days.first() {
             let page = douyin.query_orders(&OrderQuery {
@@ -377,7 +410,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 order_status: config.order_status(),
                 get_secret_number: config.get_secret_number(),
             })?;
-            println!(
+            say!(
                 "  first day {}: Douyin reports {} orders ({} in the first page)",
                 day.date,
                 page.total,
@@ -385,6 +418,6 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             );
         }
     }
-    println!("check: ok, nothing written");
+    say!("check: ok, nothing written");
     Ok(())
 }

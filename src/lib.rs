@@ -39,10 +39,15 @@ pub fn run() -> Result<(), Error> {
     let args = match cli::parse(&argv) {
         Ok(Ok(args)) => args,
         Ok(Err(help)) => {
-            print!("{help}");
+            out(format_args!("{help}"));
             return Ok(());
         }
-        Err(usage) => return Err(Error::Usage(usage)),
+        Err(usage) => {
+            // Reported in the chosen log format too (LOG_FORMAT from the environment or the
+            // default .env: the command line that would name another file did not parse).
+            logging::init(Config::peek_log_format(&cli::Args::default()));
+            return Err(Error::Usage(usage));
+        }
     };
     logging::init(Config::peek_log_format(&args));
     let config = Config::load(&args)?;
@@ -51,6 +56,13 @@ pub fn run() -> Result<(), Error> {
         None => job::run(&config, &stop),
         Some(cli::Command::Check(_)) => job::check(&config, &stop),
     }
+}
+
+/// Print to stdout. A reader that went away (`check | head -1`) is no error of ours: the rest is
+/// dropped instead of panicking on EPIPE, and the exit code stays the run's.
+pub fn out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(text);
 }
 
 /// Print an error once: through the logger when it runs (so JSON logs stay JSON), else plainly.

@@ -363,11 +363,12 @@ fn the_upgrade_fills_coupons_from_stored_orders_and_keeps_the_order_checkpoint()
     c.batch_execute(&format!(
         "INSERT INTO sync_checkpoints (stream, account_id, time_field, status_filter, mode_key, synced_until)
               VALUES ('orders', '7000000000000000001', 'update_time', '', 'incremental', to_timestamp({}));
+         DROP VIEW order_reconciliation; -- 0007's, built on order_certificates
          DROP TABLE order_certificates;
          ALTER TABLE sync_checkpoints DROP CONSTRAINT sync_checkpoints_pkey;
          ALTER TABLE sync_checkpoints DROP COLUMN stream;
          ALTER TABLE sync_checkpoints ADD PRIMARY KEY (account_id, time_field, status_filter, mode_key);
-         DELETE FROM douyin_order_sync_migrations WHERE version = 6;",
+         DELETE FROM douyin_order_sync_migrations WHERE version IN (6, 7);",
         local_day_start(3)
     ))
     .unwrap();

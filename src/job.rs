@@ -77,7 +77,7 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
     // that API_BASE_URL is Douyin (a path answering 404 is a configuration error). Other token
     // failures (77, 75) are recorded in sync_runs like any failed run. A run that task_monitor
     // holds (STOP) asks Douyin nothing, not even a token.
-    let mut store = Store::connect(config.database())?;
+    let mut store = Store::connect(config.database(), stop)?;
     store.check_access()?;
     let douyin = Arc::new(Douyin::new(config, stop.clone()));
     let authenticated = if stop_requested(config, &mut store) {
@@ -126,7 +126,7 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
             record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
             record.error = result.as_ref().err().map(Error::to_string);
             if store.is_closed() {
-                if let Ok(fresh) = Store::connect(config.database()) {
+                if let Ok(fresh) = Store::connect(config.database(), stop) {
                     store = fresh;
                 }
             }
@@ -227,7 +227,7 @@ fn sync_accounts(
             break; // a remote STOP: the next accounts wait for the next run
         }
         if store.is_closed() {
-            *store = Store::connect(config.database())?;
+            *store = Store::connect(config.database(), stop)?;
         }
         let mut stats = AccountStats::default();
         let streams = StreamRun {
@@ -548,7 +548,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     for warning in config.warnings() {
         say!("  warning: {warning}");
     }
-    let mut store = Store::connect(config.database())?;
+    let mut store = Store::connect(config.database(), stop)?;
     store.check_access()?;
     let layout = store.orders_layout()?;
     let pending = store.pending_migrations()?;
@@ -569,6 +569,8 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     for line in monitor::describe(&mut store, config)? {
         say!("{line}");
     }
+    let (statement_timeout, lock_timeout) = store.timeouts()?;
+    say!("database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}");
     let douyin = Douyin::new(config, stop.clone());
     douyin.authenticate()?;
     say!("douyin: client token ok from {}", config.api_base());

@@ -387,7 +387,8 @@ fn run_stream<S: Stream>(
     stats: &mut StreamStats,
 ) -> Result<(), Error> {
     let config = ctx.config;
-    let mut store = Store::connect(config.database())?;
+    let mut store = Store::connect(config.database(), ctx.stop)?;
+    store.set_application_name(&format!("douyin-order-sync {}", S::NAME))?;
     let key = checkpoint_key(config, S::NAME, S::TIME_FIELD, account_id);
     let checkpoint = store.checkpoint(&key)?;
     let plan: Plan =

@@ -10,6 +10,7 @@
 //! run's summary treat all streams alike. A new stream is one file here (a [`Stream`] impl), one
 //! line in [`StreamKind`], one migration (`sql/NNNN_*.sql`), and its settings in `config`.
 
+pub mod plan;
 pub mod verifications;
 
 use crate::config::{Config, WindowSpec};

@@ -1,6 +1,7 @@
-//! One run from start to exit: connect and migrate, record the run, authenticate once, sync each
-//! account under its own lock and checkpoint, log the summary, and pick the exit code. Also the
-//! read-only `check`.
+//! One run from start to exit: connect and migrate while a side connection gets the client token
+//! (the stored one, or a fresh one that it stores), record the run, sync each account under its
+//! own lock and checkpoint (then fill phones an earlier run could not decrypt), log the summary,
+//! and pick the exit code. Also the read-only `check`.
 //!
 //! Accounts fail independently: a refused authorisation or a day that keeps failing ends that
 //! account, the others go on, and the run exits with the most serious error among them. A signal
@@ -9,11 +10,13 @@
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
+use crate::phones::PhoneBook;
 use crate::stop::Stop;
-use crate::store::{RunRecord, Store};
+use crate::store::{RunRecord, SideConnection, Store};
 use crate::sync::{self, AccountStats, Plan};
+use crate::token_cache::TokenCache;
 use crate::window;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 fn mode(config: &Config) -> &'static str {
@@ -31,17 +34,34 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
             config.legacy_variables().join(" and ")
         );
     }
-    let mut store = Store::connect(config.database())?;
-    for done in store.migrate()? {
-        log::info!("{done}");
-    }
+    let started = Instant::now();
+    stop.check()?;
+    let douyin = Arc::new(Douyin::new(config, stop.clone()));
+    let (store, side) = start_up(config, stop, &douyin);
+    let mut store = store?;
+    log::debug!(
+        "start-up: {:.0} ms (connect, migrations, client token)",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let run_id = store.begin_run(
         &config.accounts().join(","),
         mode(config),
         config.time_field().key(),
     )?;
     let mut record = RunRecord::default();
-    let result = sync_accounts(config, stop, &mut store, &mut record);
+    let result = side.and_then(|side| {
+        let phones = Arc::new(PhoneBook::new(side));
+        let result = sync_accounts(
+            config,
+            stop,
+            &douyin,
+            &phones,
+            &mut store,
+            &mut record,
+            started,
+        );
+        result
+    });
     record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
     record.error = result.as_ref().err().map(Error::to_string);
     if store.is_closed() {
@@ -55,16 +75,50 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     result
 }
 
+/// Start-up, overlapped: the run's connection connects and applies the migrations while a side
+/// connection connects and gets the client token (the stored one, or a fresh one, stored; on
+/// the first run on a database, fetched while the migrations run and stored after them).
+/// Returns the run's connection and the side connection with the token in hand, or why not
+/// (the caller records a token refusal in `sync_runs` before exiting with it).
+fn start_up(
+    config: &Config,
+    stop: &Stop,
+    douyin: &Douyin,
+) -> (Result<Store, Error>, Result<Arc<SideConnection>, Error>) {
+    let (migrated, migrated_signal) = mpsc::channel();
+    std::thread::scope(|scope| {
+        let token = scope.spawn(move || {
+            let side = Arc::new(SideConnection::connect(config.database())?);
+            let cache = TokenCache::new(config, Arc::clone(&side), stop, Some(migrated_signal));
+            douyin.set_token_keeper(Box::new(cache));
+            douyin.authenticate()?;
+            Ok(side)
+        });
+        let store = Store::connect(config.database()).and_then(|mut store| {
+            for done in store.migrate()? {
+                log::info!("{done}");
+            }
+            let _ = migrated.send(());
+            Ok(store)
+        });
+        drop(migrated); // a failed migration: the token thread stops waiting for it
+        let side = token
+            .join()
+            .unwrap_or_else(|_| Err(Error::Bug("the token thread panicked".into())));
+        (store, side)
+    })
+}
+
 fn sync_accounts(
     config: &Config,
     stop: &Stop,
+    douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     store: &mut Store,
     record: &mut RunRecord,
+    started: Instant,
 ) -> Result<(), Error> {
-    let started = Instant::now();
     stop.check()?;
-    let douyin = Arc::new(Douyin::new(config, stop.clone()));
-    douyin.authenticate()?;
     let now = sync::now_epoch();
     let mut worst: Option<Error> = None;
     let mut totals = AccountStats::default();
@@ -74,7 +128,10 @@ fn sync_accounts(
             *store = Store::connect(config.database())?;
         }
         let mut stats = AccountStats::default();
-        let result = sync_account(config, &douyin, store, account, now, stop, &mut stats);
+        let result = sync_account(
+            config, douyin, phones, store, account, now, stop, &mut stats,
+        )
+        .and_then(|()| fill_phones(phones, douyin, account));
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
                 Some((a, b)) => (a.min(start), b.max(end)),
@@ -107,7 +164,8 @@ fn sync_accounts(
             }
         }
     }
-    let (requests, retries, tokens) = sync::request_counts(&douyin);
+    phones.report();
+    let (requests, retries, tokens) = sync::request_counts(douyin);
     let seconds = started.elapsed().as_secs_f64();
     let rate = totals.orders as f64 / seconds.max(0.001);
     record.days = totals.days as i64;
@@ -168,9 +226,24 @@ fn describe_plan(config: &Config, plan: &Plan) -> String {
     )
 }
 
+/// After an account's days: fill phones an earlier run stored NULL (the decrypt quota was used
+/// up). Its failure is a warning: the orders are stored, and the next run tries again.
+fn fill_phones(phones: &PhoneBook, douyin: &Douyin, account: &str) -> Result<(), Error> {
+    match phones.fill(douyin, account) {
+        Ok(_) => Ok(()),
+        Err(e @ Error::Interrupted(_)) => Err(e),
+        Err(e) => {
+            log::warn!("account {account}: phones left NULL earlier could not be filled: {e}");
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // reason: one account's sync needs the run's every part
 fn sync_account(
     config: &Config,
     douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     store: &mut Store,
     account: &str,
     now: i64,
@@ -189,7 +262,7 @@ fn sync_account(
     if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
         stats.window = Some((first.span.start, last.span.end));
     }
-    let result = sync::sync_days(config, douyin, store, &plan, stop, stats);
+    let result = sync::sync_days(config, douyin, phones, store, &plan, stop, stats);
     if !store.is_closed() {
         let _ = store.unlock(account);
     }
@@ -218,8 +291,23 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
         }
     );
     let douyin = Douyin::new(config, stop.clone());
+    // A stored token that is still valid proves the same credentials were accepted; check
+    // uses it (and stores none: it writes nothing).
+    if store.has_token_table()? {
+        let side = Arc::new(SideConnection::connect(config.database())?);
+        douyin.set_token_keeper(Box::new(TokenCache::read_only(config, side, stop)));
+    }
     douyin.authenticate()?;
-    println!("douyin: client token ok from {}", config.api_base());
+    let (_, _, fetched) = sync::request_counts(&douyin);
+    println!(
+        "douyin: client token ok from {}{}",
+        config.api_base(),
+        if fetched == 0 {
+            " (the stored one, still valid)"
+        } else {
+            ""
+        }
+    );
     let now = sync::now_epoch();
     let has_checkpoints = store.has_checkpoints()?;
     for account in config.accounts() {

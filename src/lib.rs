@@ -4,7 +4,9 @@
 //! and each owns one job: `cli` (flags as typed), `config` (validated settings), `window` (dates
 //! in UTC+8 and day slices), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
 //! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
-//! account), `job` (a run over all accounts), `stop` (signals), `logging`, `error`.
+//! account), `job` (a run over all accounts), `phones` (stored phones, the decrypt quota, the
+//! fill pass), `token_cache` (the client token kept between runs), `stop` (signals), `logging`,
+//! `error`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -16,10 +18,12 @@ pub mod job;
 pub mod logging;
 pub mod order;
 pub mod pacer;
+pub mod phones;
 pub mod stop;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod token_cache;
 pub mod window;
 
 use crate::config::Config;

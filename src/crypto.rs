@@ -156,7 +156,7 @@ pub fn secret_fingerprint(secret: &str) -> String {
     let bytes = secret.as_bytes();
     let mut message = bytes.to_vec();
     message.push(0x80);
-    while (message.len() + 8) % SECRET_LEN != 0 {
+    while !(message.len() + 8).is_multiple_of(SECRET_LEN) {
         message.push(0);
     }
     message.extend_from_slice(&(bytes.len() as u64).to_be_bytes());

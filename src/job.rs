@@ -49,9 +49,10 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
         config.time_field().key(),
     )?;
     let mut record = RunRecord::default();
+    // A refused token (77) is recorded in sync_runs like any other error of the run.
     let result = side.and_then(|side| {
         let phones = Arc::new(PhoneBook::new(side));
-        let result = sync_accounts(
+        sync_accounts(
             config,
             stop,
             &douyin,
@@ -59,8 +60,7 @@ pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
             &mut store,
             &mut record,
             started,
-        );
-        result
+        )
     });
     record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
     record.error = result.as_ref().err().map(Error::to_string);

@@ -48,6 +48,9 @@ struct Measured {
     peak_rss_kb: u64,
     /// From spawning the process to the first order query at the fake.
     startup_ms: f64,
+    /// From the last request at the fake to the process's exit (the last commits, the fill
+    /// pass, the run's record).
+    tail_ms: f64,
     decrypt_calls: usize,
     token_calls: usize,
 }
@@ -167,6 +170,7 @@ fn run_binary(
         std::thread::sleep(Duration::from_millis(10));
     };
     let seconds = started.elapsed().as_secs_f64();
+    let exited_ms = fake.now_ms();
     let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert!(status.success(), "the run failed: {status}\n{stderr}");
@@ -197,6 +201,7 @@ fn run_binary(
         busiest: fake.busiest_second(),
         peak_rss_kb: peak,
         startup_ms: first_query.saturating_sub(spawned_ms) as f64,
+        tail_ms: exited_ms.saturating_sub(last) as f64,
         decrypt_calls,
         token_calls: 0,
     }
@@ -217,11 +222,12 @@ fn print_row(label: &str, case: &Case, m: &Measured) {
         }
     };
     println!(
-        "  {label:<22} {wall:>7.0} orders/s{}  {fetching:>7.0} orders/s fetching{}  {:>5.1} s (start-up {:>3.0} ms)  {:>5} requests ({} decrypt, {} token)  {:>6.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
+        "  {label:<22} {wall:>7.0} orders/s{}  {fetching:>7.0} orders/s fetching{}  {:>5.1} s (start-up {:>3.0} ms, tail {:>3.0} ms)  {:>5} requests ({} decrypt, {} token)  {:>6.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
         share(wall),
         share(fetching),
         m.seconds,
         m.startup_ms,
+        m.tail_ms,
         m.requests,
         m.decrypt_calls,
         m.token_calls,

@@ -456,18 +456,11 @@ fn client_url(url: &str) -> String {
 
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
 fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
+    // The job's own reading of DB_URL (SQLAlchemy's rules), so a password with `/`, `?` or `@`
+    // is masked whole; a URL it cannot read is not shown at all.
+    douyin_order_sync::db_url::make_url(url)
+        .map(|parts| parts.masked())
+        .unwrap_or_else(|_| "(a DB_URL that does not parse)".to_string())
 }
 
 /// An empty working directory for the binary (so no `.env` is read from ours), removed on drop.

@@ -10,8 +10,9 @@ use argh::FromArgs;
 #[derive(FromArgs, Debug, Default)]
 #[argh(
     note = r#"Configuration comes from flags, then environment variables, then a .env file (./.env, else
-the one beside the binary, or --env-file), first found wins. Variables (the Python tool's names):
-  DB_URL              PostgreSQL URL (postgres://, postgresql://, postgresql+psycopg2://),
+the one beside the binary, or --env-file), first found wins; .env is read as python-dotenv reads it
+(quotes, escapes, expanding $VAR in braces). Variables (the Python tool's names):
+  DB_URL              PostgreSQL URL as SQLAlchemy reads it (postgres://, postgresql+psycopg2://),
                       sslmode=disable|prefer|require|verify-ca|verify-full, sslrootcert=FILE
   APPID, AppSecret    the Douyin app's client key and secret (required)
   ACCOUNT_ID          merchant account id(s), comma-separated (required)

@@ -3,7 +3,9 @@
 //! This is the only place that reads variables and the only place that reports a bad setting, so
 //! every configuration error has the same shape: one line naming the variable and, unless it is a
 //! secret, its value. Precedence: flags, then the environment, then the `.env` file. An empty value
-//! counts as unset, as it did for the Python tool.
+//! counts as unset, as it did for the Python tool. The `.env` file is read by `dotenv` (as
+//! python-dotenv reads it) and DB_URL by `db_url` (as SQLAlchemy reads it); their problems become
+//! errors here.
 
 use crate::cli::Args;
 use crate::error::Error;
@@ -72,47 +74,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// How TLS to PostgreSQL is negotiated, from `sslmode` in DB_URL (libpq's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-/// Where PostgreSQL is.
-#[derive(Clone)]
-pub struct Database {
-    config: postgres::Config,
-    masked: String,
-    tls: TlsMode,
-    root_cert: Option<PathBuf>,
-}
-
-impl Database {
-    /// Connection settings (their Debug output redacts the password).
-    pub fn pg_config(&self) -> &postgres::Config {
-        &self.config
-    }
-    /// DB_URL with its password replaced by `***`, for messages.
-    pub fn masked_url(&self) -> &str {
-        &self.masked
-    }
-    pub fn tls(&self) -> TlsMode {
-        self.tls
-    }
-    pub fn root_cert(&self) -> Option<&Path> {
-        self.root_cert.as_deref()
-    }
-}
-
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Database({})", self.masked)
-    }
-}
+pub use crate::db_url::{Database, TlsMode};
 
 /// How transient failures are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +106,7 @@ pub struct Config {
     log_format: LogFormat,
     legacy_variables: Vec<&'static str>,
     env_file: Option<PathBuf>,
+    warnings: Vec<String>,
 }
 
 impl Config {
@@ -199,6 +162,11 @@ impl Config {
     pub fn legacy_variables(&self) -> &[&'static str] {
         &self.legacy_variables
     }
+    /// Settings that were read but look wrong (quotes or a comment kept in a value, a `.env`
+    /// line that did not parse); `load` logs them and `check` prints them.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
     /// The `.env` file that was read, if any.
     pub fn env_file(&self) -> Option<&Path> {
         self.env_file.as_deref()
@@ -206,21 +174,35 @@ impl Config {
 
     /// Read flags, the process environment and the `.env` file, and validate.
     pub fn load(args: &Args) -> Result<Config, Error> {
-        let env: HashMap<String, String> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        let (dotenv, env_file) = read_env_file(args.env_file.as_deref())?;
+        let env = process_env();
+        let (loaded, env_file) = read_env_file(args.env_file.as_deref(), &env)?;
         let flags: HashMap<String, String> = args
             .variables()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        Config::from_sources(&Sources {
+        let sources = Sources {
             flags,
             env,
-            dotenv,
+            dotenv: loaded.vars,
             env_file,
-        })
+            dropped_lines: loaded.dropped_lines,
+        };
+        let config = Config::from_sources(&sources).inspect_err(|_| {
+            // A dropped line is often why a variable is missing: say so before the error.
+            for warning in dropped_line_warnings(&sources) {
+                log::warn!("{warning}");
+            }
+        })?;
+        // A safety net under the masking: the logger blanks these wherever they appear.
+        crate::logging::hide(config.app_secret.expose());
+        if let Some(password) = config.database.password() {
+            crate::logging::hide(password);
+        }
+        for warning in &config.warnings {
+            log::warn!("{warning}");
+        }
+        Ok(config)
     }
 
     /// The log format alone, read before the logger exists (so that even configuration errors
@@ -228,9 +210,9 @@ impl Config {
     pub fn peek_log_format(args: &Args) -> LogFormat {
         let from_env = std::env::var("LOG_FORMAT").ok();
         let value = from_env.or_else(|| {
-            read_env_file(args.env_file.as_deref())
+            read_env_file(args.env_file.as_deref(), &process_env())
                 .ok()
-                .and_then(|(d, _)| d.get("LOG_FORMAT").cloned())
+                .and_then(|(d, _)| d.vars.get("LOG_FORMAT").cloned())
         });
         match value.as_deref().map(str::trim) {
             Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
@@ -240,10 +222,11 @@ impl Config {
 
     pub fn from_sources(sources: &Sources) -> Result<Config, Error> {
         let s = sources;
-        let database = parse_db_url(&s.required("DB_URL")?)?;
-        let app_id = s.required("APPID")?;
-        let app_secret = Secret::new(s.required("AppSecret")?);
-        let accounts = parse_accounts(&s.required("ACCOUNT_ID")?)?;
+        let [db_url, app_id, app_secret, account_id] =
+            s.required(["DB_URL", "APPID", "AppSecret", "ACCOUNT_ID"])?;
+        let database = parse_db_url(&db_url)?;
+        let app_secret = Secret::new(app_secret);
+        let accounts = parse_accounts(&account_id)?;
 
         let api_base = s
             .get("API_BASE_URL")
@@ -315,6 +298,7 @@ impl Config {
             log_format,
             legacy_variables,
             env_file: s.env_file.clone(),
+            warnings: warnings(s),
         })
     }
 }
@@ -326,6 +310,8 @@ pub struct Sources {
     pub env: HashMap<String, String>,
     pub dotenv: HashMap<String, String>,
     pub env_file: Option<PathBuf>,
+    /// Lines of the `.env` file that did not parse (python-dotenv drops them too).
+    pub dropped_lines: Vec<usize>,
 }
 
 impl Sources {
@@ -337,12 +323,25 @@ impl Sources {
             .map(str::to_string)
     }
 
-    fn required(&self, name: &str) -> Result<String, Error> {
-        self.get(name).ok_or_else(|| {
-            Error::config(format!(
-                "{name} is not set (set it in the environment or in .env)"
-            ))
-        })
+    /// The values of required variables; one error naming every one that is missing.
+    fn required<const N: usize>(&self, names: [&str; N]) -> Result<[String; N], Error> {
+        let values = names.map(|name| self.get(name));
+        let missing: Vec<&str> = names
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(name, _)| *name)
+            .collect();
+        match missing.as_slice() {
+            [] => Ok(values.map(Option::unwrap_or_default)),
+            [one] => Err(Error::config(format!(
+                "{one} is not set (set it in the environment or in .env)"
+            ))),
+            [all @ .., last] => Err(Error::config(format!(
+                "{} and {last} are not set (set them in the environment or in .env)",
+                all.join(", ")
+            ))),
+        }
     }
 
     fn number(&self, name: &str, default: i64, min: i64, max: i64) -> Result<i64, Error> {
@@ -372,6 +371,66 @@ impl Sources {
             _ => Err(invalid(name, &v, "must be true or false (or 1/0)")),
         }
     }
+}
+
+/// Every variable the job reads (for the warnings about values that look quoted).
+const VARIABLES: &[&str] = &[
+    "DB_URL",
+    "APPID",
+    "AppSecret",
+    "ACCOUNT_ID",
+    "API_BASE_URL",
+    "PAGE_SIZE",
+    "ORDER_STATUS",
+    "GET_SECRET_NUMBER",
+    "MAX_QPS",
+    "CONCURRENCY",
+    "USE_CREATE_TIME",
+    "START_DATE",
+    "END_DATE",
+    "START_TIME",
+    "END_TIME",
+    "SYNC_DAYS",
+    "RETRY_MAX_TRIES",
+    "RETRY_BASE_MS",
+    "RETRY_MAX_DELAY_MS",
+    "HTTP_TIMEOUT_SECS",
+    "OVERLAP_SECS",
+    "LOG_FORMAT",
+];
+
+/// The `.env` lines that did not parse.
+fn dropped_line_warnings(s: &Sources) -> Vec<String> {
+    let file = s.env_file.as_deref().unwrap_or(Path::new(".env")).display();
+    s.dropped_lines
+        .iter()
+        .map(|line| format!("{file} line {line} could not be parsed and is ignored (python-dotenv ignores it too): check its quotes"))
+        .collect()
+}
+
+/// Values that still carry the quotes or the comment of a `.env` line: what
+/// `kubectl create secret generic --from-env-file` and Docker's `--env-file` leave in them.
+fn warnings(s: &Sources) -> Vec<String> {
+    let mut out = dropped_line_warnings(s);
+    for name in VARIABLES {
+        let Some(value) = s.get(name) else { continue };
+        let quoted = value.len() >= 2
+            && [b'"', b'\'']
+                .iter()
+                .any(|q| value.as_bytes()[0] == *q && value.as_bytes()[value.len() - 1] == *q);
+        let comment = value.contains(" #") || value.contains("\t#");
+        if quoted || comment {
+            out.push(format!(
+                "{name} {} as part of its value: kubectl create secret --from-env-file and docker --env-file keep them (see README, Kubernetes)",
+                match (quoted, comment) {
+                    (true, true) => "has quotes around it and a ' #' comment",
+                    (true, false) => "has quotes around it",
+                    _ => "has a ' #' comment",
+                }
+            ));
+        }
+    }
+    out
 }
 
 /// The one shape of a configuration error about a value that is not secret.
@@ -449,126 +508,27 @@ fn epoch_seconds(name: &str, value: &str) -> Result<i64, Error> {
     Ok(n)
 }
 
-/// Parse DB_URL: accepts SQLAlchemy's `postgresql+psycopg2://` spelling and libpq's `sslmode`
-/// values that the postgres crate does not know (`verify-ca`, `verify-full`).
+/// DB_URL as SQLAlchemy reads it (src/db_url.rs); the error never shows the password.
 fn parse_db_url(raw: &str) -> Result<Database, Error> {
-    let masked = mask_url(raw);
-    let bad = |problem: &str| Error::config(format!("DB_URL ({masked}) {problem}"));
-    let (scheme, rest) = raw
-        .split_once("://")
-        .ok_or_else(|| bad("is not a URL: expected postgres://user:password@host:5432/dbname"))?;
-    let scheme_ok = matches!(scheme, "postgres" | "postgresql")
-        || scheme.starts_with("postgresql+")
-        || scheme.starts_with("postgres+");
-    if !scheme_ok {
-        return Err(bad("must start with postgres:// or postgresql://"));
-    }
-    let (location, query) = match rest.split_once('?') {
-        Some((l, q)) => (l, Some(q)),
-        None => (rest, None),
-    };
-    let mut tls = TlsMode::Prefer;
-    let mut root_cert = None;
-    let mut kept = Vec::new();
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        if pair.is_empty() {
-            continue;
-        }
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "sslmode" => {
-                tls = match v {
-                    "disable" => TlsMode::Disable,
-                    "allow" | "prefer" => TlsMode::Prefer,
-                    "require" => TlsMode::Require,
-                    "verify-ca" => TlsMode::VerifyCa,
-                    "verify-full" => TlsMode::VerifyFull,
-                    _ => {
-                        return Err(bad(&format!(
-                    "has sslmode={v}: expected disable, prefer, require, verify-ca or verify-full"
-                )))
-                    }
-                }
-            }
-            "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
-            _ => kept.push(pair),
-        }
-    }
-    let mut url = format!("postgresql://{location}");
-    if !kept.is_empty() {
-        url.push('?');
-        url.push_str(&kept.join("&"));
-    }
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|_| bad("is not a valid PostgreSQL URL"))?;
-    if config.get_hosts().is_empty() {
-        config.host("localhost");
-    }
-    config.ssl_mode(match tls {
-        TlsMode::Disable => postgres::config::SslMode::Disable,
-        TlsMode::Prefer => postgres::config::SslMode::Prefer,
-        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
-            postgres::config::SslMode::Require
-        }
-    });
-    config.connect_timeout(Duration::from_secs(10));
-    config.application_name("douyin-order-sync");
-    Ok(Database {
-        config,
-        masked,
-        tls,
-        root_cert,
+    crate::db_url::database(raw).map_err(|(masked, problem)| match masked {
+        Some(masked) => Error::config(format!("DB_URL ({masked}) {problem}")),
+        None => Error::config(format!("DB_URL {problem}")),
     })
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            if let Some(Ok(b)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16)) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// DB_URL with the password replaced by `***` (in the user-info part and in a `password=`
-/// parameter).
-pub fn mask_url(raw: &str) -> String {
-    let mut out = raw.to_string();
-    if let Some(scheme_end) = raw.find("://") {
-        let after = scheme_end + 3;
-        let authority_end = raw[after..]
-            .find(['/', '?'])
-            .map_or(raw.len(), |i| after + i);
-        if let Some(at) = raw[after..authority_end].rfind('@') {
-            let userinfo = &raw[after..after + at];
-            if let Some(colon) = userinfo.find(':') {
-                out = format!("{}***{}", &raw[..after + colon + 1], &raw[after + at..]);
-            }
-        }
-    }
-    if let Some(pos) = out.find("password=") {
-        let start = pos + "password=".len();
-        let end = out[start..].find('&').map_or(out.len(), |i| start + i);
-        out.replace_range(start..end, "***");
-    }
-    out
+/// The process environment (variables whose name or value is not Unicode are left out).
+fn process_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 /// Read the `.env` file: the one named by `--env-file` (which must exist), else `./.env`, else
 /// `.env` beside the binary.
 fn read_env_file(
     explicit: Option<&str>,
-) -> Result<(HashMap<String, String>, Option<PathBuf>), Error> {
+    env: &HashMap<String, String>,
+) -> Result<(crate::dotenv::Loaded, Option<PathBuf>), Error> {
     let path = match explicit {
         Some(p) => {
             let p = PathBuf::from(p);
@@ -590,47 +550,11 @@ fn read_env_file(
         }
     };
     let Some(path) = path else {
-        return Ok((HashMap::new(), None));
+        return Ok((crate::dotenv::Loaded::default(), None));
     };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| Error::config(format!("cannot read {}: {e}", path.display())))?;
-    Ok((parse_dotenv(&text), Some(path)))
-}
-
-/// The `.env` format python-dotenv reads: `KEY=VALUE`, optional `export `, `#` comments, single
-/// or double quotes, an inline ` #` comment after an unquoted value.
-pub fn parse_dotenv(text: &str) -> HashMap<String, String> {
-    let mut vars = HashMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let key = key.trim();
-        let value = value.trim();
-        let value = if let Some(inner) = value
-            .strip_prefix('"')
-            .and_then(|v| v.rfind('"').map(|end| &v[..end]))
-        {
-            inner.replace("\\n", "\n").replace("\\\"", "\"")
-        } else if let Some(inner) = value
-            .strip_prefix('\'')
-            .and_then(|v| v.rfind('\'').map(|end| &v[..end]))
-        {
-            inner.to_string()
-        } else {
-            match value.find(" #") {
-                Some(i) => value[..i].trim_end().to_string(),
-                None => value.to_string(),
-            }
-        };
-        vars.insert(key.to_string(), value);
-    }
-    vars
+    Ok((crate::dotenv::load(&text, env), Some(path)))
 }
 
 #[cfg(test)]
@@ -792,11 +716,49 @@ mod tests {
     fn db_url_password_is_masked_in_errors() {
         let e = err(&[("DB_URL", "mysql://user:hunter2@h/db")]);
         assert!(!e.contains("hunter2") && e.contains("user:***@h"), "{e}");
+        let e = err(&[("DB_URL", "postgresql://sync:Secr3t/pw@h/db?sslmode=bogus")]);
+        assert!(!e.contains("Secr3t") && e.contains("sync:***@h/db"), "{e}");
+    }
+
+    #[test]
+    fn db_url_without_a_host_is_refused_in_one_line() {
+        let e = err(&[("DB_URL", "postgres://")]);
+        assert!(e.contains("names no host") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn every_missing_required_variable_is_named_in_one_error() {
+        let mut s = sources(&[]);
+        for name in ["DB_URL", "AppSecret", "ACCOUNT_ID"] {
+            s.env.remove(name);
+        }
+        let e = Config::from_sources(&s).unwrap_err().to_string();
         assert_eq!(
-            mask_url("postgres://u:p@h/db?password=x&a=b"),
-            "postgres://u:***@h/db?password=***&a=b"
+            e,
+            "configuration: DB_URL, AppSecret and ACCOUNT_ID are not set (set them in the environment or in .env)"
         );
-        assert_eq!(mask_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn values_that_kept_their_quotes_or_comment_are_warned_about_without_the_value() {
+        let c = Config::from_sources(&sources(&[
+            ("AppSecret", "\"0123456789abcdef\""),
+            ("MAX_QPS", "10"),
+            ("APPID", "tt_app # the app"),
+        ]))
+        .unwrap();
+        assert_eq!(c.warnings().len(), 2, "{:?}", c.warnings());
+        assert!(
+            c.warnings()[0].starts_with("APPID has a ' #' comment"),
+            "{:?}",
+            c.warnings()
+        );
+        assert!(
+            c.warnings()[1].starts_with("AppSecret has quotes"),
+            "{:?}",
+            c.warnings()
+        );
+        assert!(!c.warnings().concat().contains("0123456789abcdef"));
     }
 
     #[test]
@@ -816,16 +778,5 @@ mod tests {
         let c = Config::from_sources(&sources(&[("ACCOUNT_ID", "1, 2,1")])).unwrap();
         assert_eq!(c.accounts(), ["1".to_string(), "2".to_string()]);
         assert!(err(&[("ACCOUNT_ID", "1,,2")]).contains("ACCOUNT_ID"));
-    }
-
-    #[test]
-    fn dotenv_lines_parse_like_python_dotenv() {
-        let vars =
-            parse_dotenv("# comment\nexport A=1\nB = \"two words\"\nC='x#y'\nD=plain # note\nE=\n");
-        assert_eq!(vars["A"], "1");
-        assert_eq!(vars["B"], "two words");
-        assert_eq!(vars["C"], "x#y");
-        assert_eq!(vars["D"], "plain");
-        assert_eq!(vars["E"], "");
     }
 }

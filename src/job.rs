@@ -279,6 +279,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .map(|p| format!(" (read {})", p.display()))
             .unwrap_or_default()
     );
+    for warning in config.warnings() {
+        println!("  warning: {warning}");
+    }
     let mut store = Store::connect(config.database())?;
     let pending = store.pending_migrations()?;
     println!(

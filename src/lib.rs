@@ -2,7 +2,8 @@
 //!
 //! `run` is the whole program; `main` only maps its result to an exit code. The modules are flat
 //! and each owns one job: `cli` (flags as typed), `config` (validated settings), `window` (dates
-//! in UTC+8 and day slices), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
+//! in UTC+8 and day slices), `dotenv` (the `.env` file as python-dotenv reads it), `db_url` (DB_URL as
+//! SQLAlchemy reads it), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
 //! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
 //! account), `job` (a run over all accounts), `phones` (stored phones, the decrypt quota, the
 //! fill pass), `token_cache` (the client token kept between runs), `stop` (signals), `logging`,
@@ -12,6 +13,8 @@
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod db_url;
+pub mod dotenv;
 pub mod douyin;
 pub mod error;
 pub mod job;

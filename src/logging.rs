@@ -5,14 +5,51 @@
 //! where the access token and the database password live. Whatever `RUST_LOG` says, records from
 //! any crate but this one pass only at info level or above, so `RUST_LOG=trace` shows all of our
 //! own detail and none of theirs.
+//!
+//! Secrets are masked where they are formatted (`Secret`, the masked DB_URL). Under that, as a
+//! safety net, every line is scrubbed of the secrets registered with [`hide`] (the database
+//! password and the AppSecret), whatever produced the line.
 
 use crate::config::LogFormat;
 use log::{LevelFilter, Log, Metadata, Record};
 use std::io::Write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// The secrets no log line may contain.
+static HIDDEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Secrets shorter than this are not scrubbed: blanking every `ab` in every line would make the
+/// log unreadable, and a password that short is masked where it is formatted anyway.
+const MIN_HIDDEN_LEN: usize = 4;
+
+/// Keep `secret` out of every log line from now on.
+pub fn hide(secret: &str) {
+    if secret.chars().count() < MIN_HIDDEN_LEN {
+        return;
+    }
+    let mut hidden = HIDDEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !hidden.iter().any(|h| h == secret) {
+        hidden.push(secret.to_string());
+        // Longest first, so that a secret containing another is blanked whole.
+        hidden.sort_by_key(|h| std::cmp::Reverse(h.len()));
+    }
+}
+
+/// `text` with every hidden secret replaced by `***`.
+pub fn scrub(text: &str) -> String {
+    let hidden = HIDDEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut out = text.to_string();
+    for secret in hidden.iter() {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
 
 /// Records from these targets may pass at any level.
 fn own(target: &str) -> bool {
@@ -59,7 +96,7 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Fields {
         } else if let Some(x) = value.to_f64() {
             Value::from((x * 1000.0).round() / 1000.0)
         } else {
-            Value::String(value.to_string())
+            Value::String(scrub(&value.to_string()))
         };
         // An empty string stands for "none" (e.g. no logid): leave the field out.
         if json != Value::String(String::new()) {
@@ -79,7 +116,7 @@ pub fn json_line(ts: &str, record: &Record<'_>) -> String {
     fields.0.insert("target".into(), record.target().into());
     fields
         .0
-        .insert("msg".into(), record.args().to_string().into());
+        .insert("msg".into(), scrub(&record.args().to_string()).into());
     let _ = record.key_values().visit(&mut fields);
     serde_json::Value::Object(fields.0).to_string()
 }
@@ -109,7 +146,7 @@ pub fn init(format: LogFormat) {
                     "{} {:<5} {}",
                     now_local(),
                     record.level(),
-                    record.args()
+                    scrub(&record.args().to_string())
                 )
             });
         }
@@ -132,6 +169,13 @@ pub fn initialised() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_secrets_are_scrubbed_and_short_ones_are_not_registered() {
+        hide("Se/cr@t?pw");
+        hide("ab");
+        assert_eq!(scrub("x Se/cr@t?pw y ab"), "x *** y ab");
+    }
 
     #[test]
     fn only_our_own_targets_pass_below_info() {

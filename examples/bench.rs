@@ -129,7 +129,7 @@ fn run_binary(
     let log_path = std::env::temp_dir().join(format!("douyin-bench-{}.log", std::process::id()));
     let mut cmd = Command::new(bin);
     cmd.env_clear()
-        .env("DB_URL", &url)
+        .env("DB_URL", url)
         .env("APPID", FakeConfig::default().app_id)
         .env("AppSecret", FakeConfig::default().app_secret)
         .env("ACCOUNT_ID", ACCOUNT)

@@ -510,6 +510,8 @@ impl Douyin {
                 (fresh.token, fresh.lifetime_secs)
             }
         };
+        // Whether stored or fresh, the token is a credential: no log line may carry it.
+        crate::logging::hide(token.expose());
         log::debug!("client token #{next}, valid for {valid_secs} s");
         let renew_in = u64::try_from(valid_secs - TOKEN_RENEW_MARGIN_SECS).unwrap_or(0);
         *guard = Some(CurrentToken {

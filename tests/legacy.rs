@@ -4,7 +4,9 @@
 mod support;
 
 use support::fake_douyin::GeneratedOrder;
-use support::setup::{assert_stored_exactly, int, World, ACCOUNT, DAY, MARCH_1, SEED_QUERIES};
+use support::setup::{
+    assert_stored_exactly, int, migration_count, World, ACCOUNT, DAY, MARCH_1, SEED_QUERIES,
+};
 
 /// The seed's table, exactly as its code creates it, plus its heartbeat table.
 const SEED_SCHEMA: &str = "
@@ -157,18 +159,9 @@ fn a_table_that_is_already_ours_is_left_as_it_is() {
         out.report()
     );
     assert_eq!(w.table(), before);
-    // Each migration in sql/ (0001_….sql, …) applied once.
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
-        .unwrap()
-        .filter(|f| {
-            let name = f.as_ref().unwrap().file_name();
-            let name = name.to_string_lossy();
-            name.ends_with(".sql") && name.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        })
-        .count();
     assert_eq!(
         w.count("SELECT count(*) FROM douyin_order_sync_migrations"),
-        migrations as i64
+        migration_count()
     );
 }
 

@@ -541,7 +541,7 @@ fn two_runs_starting_together_on_a_fresh_database_migrate_once() {
     );
     assert_eq!(
         w.count("SELECT count(*) FROM douyin_order_sync_migrations"),
-        2
+        support::setup::migration_count()
     );
     assert_eq!(w.table().len(), served.len());
 }

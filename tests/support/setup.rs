@@ -197,6 +197,20 @@ pub fn assert_stored_exactly(served: &GeneratedOrder, stored: &StoredOrder) {
     assert_eq!(stored.phone, served.expected_phone, "phone of {id}");
 }
 
+/// How many migrations `sql/` holds (`0001_….sql`, …): a run applies each once.
+pub fn migration_count() -> i64 {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+        .unwrap()
+        .filter(|f| {
+            let name = f.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".sql")
+                && name.len() > 4
+                && name.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+        })
+        .count() as i64
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -174,7 +174,11 @@ fn run_binary(
     let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert!(status.success(), "the run failed: {status}\n{stderr}");
-    for line in stderr.lines().filter(|l| l.contains("coordinator:")) {
+    for line in stderr.lines().filter(|l| {
+        ["coordinator:", "fill pass:", "start-up:"]
+            .iter()
+            .any(|k| l.contains(k))
+    }) {
         println!("    {line}");
     }
     let requests = fake.requests();

@@ -202,9 +202,15 @@ impl PhoneBook {
         if self.quota_used_up() {
             return Ok(0);
         }
+        let started = std::time::Instant::now();
         let pending = self
             .side
             .with(|s| s.phones_to_fill(account_id, FILL_LIMIT))?;
+        log::debug!(
+            "fill pass: {} stored phones to fill, found in {:.1} ms",
+            pending.len(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         if pending.is_empty() {
             return Ok(0);
         }

@@ -9,7 +9,8 @@
 //! on the same database: its decrypt calls show what a rerun costs the app's decrypt quota, and
 //! its start-up reads the stored client token instead of fetching one.
 //! Percentages are shares of the ceiling, MAX_QPS × PAGE_SIZE orders/s (MAX_QPS requests/s).
-//! `bench quick` runs smaller cases (for a smoke test).
+//! `bench quick` runs smaller cases (for a smoke test); `BENCH_BIN=path` measures that binary
+//! instead of building this tree's.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
 #[path = "../tests/support/fake_douyin.rs"]
@@ -248,7 +249,11 @@ fn print_row(label: &str, case: &Case, m: &Measured) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let bin = release_binary::build_release_binary().unwrap_or_else(|e| panic!("{e}"));
+    // BENCH_BIN: measure another build (e.g. main's) with the same cases.
+    let bin = match std::env::var_os("BENCH_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => release_binary::build_release_binary().unwrap_or_else(|e| panic!("{e}")),
+    };
     let _cluster;
     let admin_url = match std::env::var("DB_URL") {
         Ok(url) => url,

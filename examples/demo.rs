@@ -5,7 +5,9 @@
 //! database it drops again), starts a fake Douyin Open Platform on loopback with three days of
 //! generated orders and a few injected "system busy" errors, and then runs the binary as a
 //! merchant would: a first sync of the three days, the same sync again (nothing changes), a
-//! refund picked up by the incremental mode, and the seed README's queries on the result.
+//! refund picked up by the incremental mode, and the seed README's queries on the result. Then
+//! the monitoring: the `task_monitor` row, a remote STOP, and (when Debian's
+//! `prometheus-pushgateway` is installed) the metrics in a Pushgateway it starts.
 //!
 //! The binary runs as a child process with a cleared environment (only PATH is kept) in an empty
 //! temporary directory, so nothing from the developer's shell or a stray `.env` leaks in.
@@ -14,6 +16,8 @@
 mod fake_douyin;
 #[path = "../tests/support/pg.rs"]
 mod pg;
+#[path = "../tests/support/pushgateway.rs"]
+mod pushgateway;
 #[path = "support/release_binary.rs"]
 mod release_binary;
 
@@ -151,8 +155,30 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     let last_day = days.last().map(|(d, _)| d.clone()).unwrap_or_default();
     stop_check()?;
 
+    let gateway = if Path::new(pushgateway::BINARY).is_file() {
+        match pushgateway::Pushgateway::try_start() {
+            Ok(g) => {
+                println!(
+                    "a Prometheus Pushgateway for the metrics: {} (in memory)",
+                    g.url()
+                );
+                Some(g)
+            }
+            Err(e) => {
+                println!("note: the Pushgateway did not start ({e}); no metrics are pushed");
+                None
+            }
+        }
+    } else {
+        println!(
+            "note: {} is not installed (apt-get install prometheus-pushgateway): the metrics \
+             are not pushed",
+            pushgateway::BINARY
+        );
+        None
+    };
     let workdir = TempDir::create()?;
-    let base_env: Vec<(&str, String)> = vec![
+    let mut base_env: Vec<(&str, String)> = vec![
         ("DB_URL", db.url.clone()),
         ("APPID", FakeConfig::default().app_id),
         ("AppSecret", FakeConfig::default().app_secret),
@@ -162,6 +188,9 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
         ("MAX_QPS", MAX_QPS.to_string()),
         ("RETRY_BASE_MS", RETRY_BASE_MS.to_string()),
     ];
+    if let Some(g) = &gateway {
+        base_env.push(("PUSHGATEWAY_URL", g.url()));
+    }
     let mut range_env = base_env.clone();
     range_env.push(("START_DATE", first_day.clone()));
     range_env.push(("END_DATE", last_day.clone()));
@@ -291,9 +320,53 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     );
     println!("   SELECT * FROM sync_checkpoints;");
     show_query(&mut client, "SELECT * FROM sync_checkpoints")?;
+    stop_check()?;
+
+    section(
+        8,
+        "Monitoring: the task_monitor row, a remote STOP, Prometheus",
+    );
+    println!(
+        "each run keeps the Python tool's task_monitor row (naive timestamps, in UTC) for \
+         dashboards and back offices:"
+    );
+    let monitor_sql = "SELECT task_id, status, last_sync_time, last_heartbeat, target_command, \
+                       error_message FROM task_monitor";
+    println!("   {monitor_sql};");
+    show_query(&mut client, monitor_sql)?;
+    println!(
+        "a back office stops the job: UPDATE task_monitor SET target_command = 'STOP'; the next \
+         run syncs nothing and asks Douyin nothing:"
+    );
+    client
+        .batch_execute("UPDATE task_monitor SET target_command = 'STOP'")
+        .map_err(|e| pg_error(&e))?;
+    fake.clear_requests();
+    sync(&bin, &incremental_env, workdir.path())?;
+    println!("-> exit 0, {} requests to Douyin", fake.requests().len());
+    show_query(&mut client, monitor_sql)?;
+    client
+        .batch_execute("UPDATE task_monitor SET target_command = 'START'")
+        .map_err(|e| pg_error(&e))?;
+    println!("and resumes it: target_command = 'START'; the next run syncs again:");
+    sync(&bin, &incremental_env, workdir.path())?;
+    show_query(&mut client, monitor_sql)?;
+    if let Some(g) = &gateway {
+        println!(
+            "\nthe metrics each run pushed to the Pushgateway (job douyin_order_sync, \
+             task_id douyin_order_sync), from {}/metrics:",
+            g.url()
+        );
+        for line in g.try_metrics()?.lines() {
+            if line.starts_with("douyin_order_sync_") {
+                println!("   {line}");
+            }
+        }
+    }
     drop(client);
 
-    section(8, "Cleaning up");
+    section(9, "Cleaning up");
+    drop(gateway);
     drop(fake);
     println!("stopped the fake Douyin");
     db.close()?;
@@ -302,7 +375,7 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
 }
 
 fn section(n: usize, title: &str) {
-    println!("\n=== {n}/8  {title} ===");
+    println!("\n=== {n}/9  {title} ===");
 }
 
 /// The demo's own database: a fresh one on the server named by DB_URL (dropped at the end), or a

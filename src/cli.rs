@@ -31,8 +31,14 @@ the one beside the binary, or --env-file), first found wins; .env is read as pyt
   HTTP_TIMEOUT_SECS   whole-request timeout (30); connect timeout 10 s
   OVERLAP_SECS        incremental runs re-read this much before the checkpoint (600)
   LOG_FORMAT          text|json (text)  RUST_LOG  error|warn|info|debug|trace (info)
-  SYNC_INTERVAL, TASK_ID  the old daemon's: accepted, ignored (schedule with cron or a CronJob)"#,
-    error_code(0, "done: every day of the window is committed"),
+  TASK_ID             the task_monitor row (douyin_order_sync); its target_command STOP
+                      stops runs, START or NULL lets them run
+  TASK_MONITOR        true|false: keep that row and obey its command (true)
+  HEARTBEAT_SECS      how often a run writes its heartbeat and reads the command (30)
+  PUSHGATEWAY_URL     push the run's metrics to this Prometheus Pushgateway at its end
+  METRICS_FILE        write them to this file too (node_exporter textfile collector)
+  SYNC_INTERVAL       the old daemon's: accepted, ignored (schedule with cron or a CronJob)"#,
+    error_code(0, "done: every day of the window is committed, or a task_monitor STOP held the run"),
     error_code(64, "bad command line"),
     error_code(70, "a bug on our side (e.g. Douyin answered 'invalid parameter')"),
     error_code(
@@ -172,7 +178,20 @@ mod tests {
         let help = parse(&argv(&["douyin-order-sync", "--help"]))
             .unwrap()
             .unwrap_err();
-        for needle in ["DB_URL", "AppSecret", "MAX_QPS", "75", "77", "78", "143"] {
+        for needle in [
+            "DB_URL",
+            "AppSecret",
+            "MAX_QPS",
+            "TASK_ID",
+            "TASK_MONITOR",
+            "HEARTBEAT_SECS",
+            "PUSHGATEWAY_URL",
+            "METRICS_FILE",
+            "75",
+            "77",
+            "78",
+            "143",
+        ] {
             assert!(help.contains(needle), "help lacks {needle}:\n{help}");
         }
     }

@@ -85,6 +85,21 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
 }
 
+/// Monitoring: the Python tool's `task_monitor` row and the Prometheus metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Monitoring {
+    /// `TASK_ID`: the `task_monitor` row and the Pushgateway's `task_id` grouping label.
+    pub task_id: String,
+    /// `TASK_MONITOR`: keep the `task_monitor` row (and obey its `target_command`).
+    pub task_monitor: bool,
+    /// `HEARTBEAT_SECS`: how often a run writes its heartbeat and reads the command.
+    pub heartbeat: Duration,
+    /// `PUSHGATEWAY_URL`, without a trailing `/`.
+    pub pushgateway_url: Option<String>,
+    /// `METRICS_FILE`: a textfile-collector file.
+    pub metrics_file: Option<PathBuf>,
+}
+
 /// The validated configuration of one run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -107,6 +122,7 @@ pub struct Config {
     legacy_variables: Vec<&'static str>,
     env_file: Option<PathBuf>,
     warnings: Vec<String>,
+    monitoring: Monitoring,
 }
 
 impl Config {
@@ -166,6 +182,9 @@ impl Config {
     /// line that did not parse); `load` logs them and `check` prints them.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+    pub fn monitoring(&self) -> &Monitoring {
+        &self.monitoring
     }
     /// The `.env` file that was read, if any.
     pub fn env_file(&self) -> Option<&Path> {
@@ -231,12 +250,8 @@ impl Config {
         let api_base = s
             .get("API_BASE_URL")
             .unwrap_or_else(|| "https://open.douyin.com".into());
-        if !(api_base.starts_with("http://") || api_base.starts_with("https://")) {
-            return Err(invalid(
-                "API_BASE_URL",
-                &api_base,
-                "must start with https:// or http://",
-            ));
+        if let Err(problem) = check_base_url(&api_base) {
+            return Err(invalid("API_BASE_URL", &api_base, &problem));
         }
         let api_base = api_base.trim_end_matches('/').to_string();
 
@@ -275,7 +290,8 @@ impl Config {
             Some(v) if v.eq_ignore_ascii_case("json") => LogFormat::Json,
             Some(v) => return Err(invalid("LOG_FORMAT", &v, "must be text or json")),
         };
-        let legacy_variables = ["SYNC_INTERVAL", "TASK_ID"]
+        let monitoring = parse_monitoring(s)?;
+        let legacy_variables = ["SYNC_INTERVAL"]
             .into_iter()
             .filter(|name| s.get(name).is_some())
             .collect();
@@ -299,6 +315,7 @@ impl Config {
             legacy_variables,
             env_file: s.env_file.clone(),
             warnings: warnings(s),
+            monitoring,
         })
     }
 }
@@ -438,14 +455,28 @@ fn invalid(name: &str, value: &str, problem: &str) -> Error {
     Error::config(format!("{name}={value:?} {problem}"))
 }
 
+/// The longest account id accepted: Douyin's are 19 digits (they fit an unsigned 64-bit).
+const MAX_ACCOUNT_DIGITS: usize = 20;
+
+/// `ACCOUNT_ID`: one account id, or several separated by commas. An id is ASCII digits only
+/// (letters, quotes or full-width digits are a typo, and Douyin would answer "not authorised").
 fn parse_accounts(value: &str) -> Result<Vec<String>, Error> {
     let mut accounts: Vec<String> = Vec::new();
     for part in value.split(',').map(str::trim) {
-        if part.is_empty() || part.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if part.is_empty() {
             return Err(invalid(
                 "ACCOUNT_ID",
                 value,
                 "must be one account id or a comma-separated list of them",
+            ));
+        }
+        if !part.bytes().all(|b| b.is_ascii_digit()) || part.len() > MAX_ACCOUNT_DIGITS {
+            return Err(invalid(
+                "ACCOUNT_ID",
+                value,
+                &format!(
+                    "holds {part:?}, which is not an account id (up to {MAX_ACCOUNT_DIGITS} digits 0-9, several separated by commas)"
+                ),
             ));
         }
         if !accounts.iter().any(|a| a == part) {
@@ -453,6 +484,76 @@ fn parse_accounts(value: &str) -> Result<Vec<String>, Error> {
         }
     }
     Ok(accounts)
+}
+
+/// Whether `API_BASE_URL` is a URL the job can use: `http(s)://host[:port][/path]`, a host
+/// name, IPv4 or bracketed IPv6 address, a port 1–65535, no user, query or fragment.
+fn check_base_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if path.contains(['?', '#']) || authority.contains(['?', '#']) {
+        return Err("must not carry a query or a fragment".into());
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("has a space or control character in its path".into());
+    }
+    if authority.contains('@') {
+        return Err("must not carry a user name".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("has an unclosed [ in its host")?;
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "has {addr:?} in brackets, which is not an IPv6 address"
+            ));
+        }
+        match after {
+            "" => (addr, None),
+            _ => (
+                addr,
+                Some(
+                    after
+                        .strip_prefix(':')
+                        .ok_or("has text after its IPv6 address")?,
+                ),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if let Some(port) = port {
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(port.parse::<u32>(), Ok(1..=65535))
+        {
+            return Err(format!("has the port {port:?}: expected a number 1-65535"));
+        }
+    }
+    if authority.starts_with('[') {
+        return Ok(());
+    }
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.trim_end_matches('.').split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !host_ok {
+        return Err(format!(
+            "has the host {host:?}, which is not a host name or an address"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_window(s: &Sources) -> Result<WindowSpec, Error> {
@@ -489,6 +590,57 @@ fn parse_window(s: &Sources) -> Result<WindowSpec, Error> {
         )));
     }
     Ok(WindowSpec::Range(span))
+}
+
+fn parse_monitoring(s: &Sources) -> Result<Monitoring, Error> {
+    let task_id = s
+        .get("TASK_ID")
+        .unwrap_or_else(|| "douyin_order_sync".into());
+    // task_monitor.task_id is VARCHAR(64) in the Python tool's table.
+    if task_id.chars().count() > 64 || task_id.chars().any(char::is_control) {
+        return Err(invalid(
+            "TASK_ID",
+            &task_id,
+            "must be at most 64 characters, without control characters",
+        ));
+    }
+    let pushgateway_url = match s.get("PUSHGATEWAY_URL") {
+        None => None,
+        Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
+            Some(v.trim_end_matches('/').to_string())
+        }
+        Some(v) => {
+            return Err(Error::config(format!(
+                "PUSHGATEWAY_URL ({}) must start with http:// or https://",
+                crate::metrics::masked_url(&v)
+            )))
+        }
+    };
+    let metrics_file = match s.get("METRICS_FILE") {
+        None => None,
+        Some(v) => {
+            let path = PathBuf::from(&v);
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if path.file_name().is_none() || !dir.is_dir() {
+                return Err(invalid(
+                    "METRICS_FILE",
+                    &v,
+                    "must be a file in an existing directory",
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(Monitoring {
+        task_id,
+        task_monitor: s.boolean("TASK_MONITOR", true)?,
+        heartbeat: Duration::from_secs(s.number("HEARTBEAT_SECS", 30, 1, 3600)? as u64),
+        pushgateway_url,
+        metrics_file,
+    })
 }
 
 fn epoch_seconds(name: &str, value: &str) -> Result<i64, Error> {
@@ -588,6 +740,49 @@ mod tests {
                 e.to_string()
             }
         }
+    }
+
+    #[test]
+    fn monitoring_defaults_to_the_python_tools_task_id_with_the_row_on() {
+        let c = Config::from_sources(&sources(&[])).unwrap();
+        let m = c.monitoring();
+        assert_eq!(m.task_id, "douyin_order_sync");
+        assert!(m.task_monitor);
+        assert_eq!(m.heartbeat, Duration::from_secs(30));
+        assert_eq!(m.pushgateway_url, None);
+        assert_eq!(m.metrics_file, None);
+        assert!(c.legacy_variables().is_empty());
+        let c = Config::from_sources(&sources(&[
+            ("TASK_ID", "shop-7"),
+            ("TASK_MONITOR", "false"),
+            ("HEARTBEAT_SECS", "5"),
+            ("PUSHGATEWAY_URL", "http://pg:9091/"),
+            ("SYNC_INTERVAL", "3600"),
+        ]))
+        .unwrap();
+        let m = c.monitoring();
+        assert_eq!(m.task_id, "shop-7");
+        assert!(!m.task_monitor);
+        assert_eq!(m.heartbeat, Duration::from_secs(5));
+        assert_eq!(m.pushgateway_url.as_deref(), Some("http://pg:9091"));
+        assert_eq!(c.legacy_variables(), ["SYNC_INTERVAL"]);
+    }
+
+    #[test]
+    fn bad_monitoring_settings_are_configuration_errors() {
+        assert!(err(&[("TASK_ID", &"x".repeat(65))]).contains("TASK_ID"));
+        assert!(err(&[("HEARTBEAT_SECS", "0")]).contains("HEARTBEAT_SECS"));
+        assert!(err(&[("TASK_MONITOR", "maybe")]).contains("TASK_MONITOR"));
+        let e = err(&[("PUSHGATEWAY_URL", "pg.example:9091")]);
+        assert!(
+            e.contains("PUSHGATEWAY_URL") && e.contains("http://"),
+            "{e}"
+        );
+        // A password in the URL is masked.
+        let e = err(&[("PUSHGATEWAY_URL", "ftp://u:hunter2@pg/")]);
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = err(&[("METRICS_FILE", "/nonexistent-dir/x.prom")]);
+        assert!(e.contains("METRICS_FILE"), "{e}");
     }
 
     #[test]
@@ -771,6 +966,60 @@ mod tests {
         assert_eq!(c.database().tls(), TlsMode::VerifyFull);
         assert_eq!(c.database().root_cert(), Some(Path::new("/ca.pem")));
         assert_eq!(c.database().pg_config().get_dbname(), Some("orders"));
+    }
+
+    #[test]
+    fn an_account_id_is_digits_only() {
+        for bad in [
+            "abc",
+            "7000'",
+            "\"7000\"",
+            "７０００",
+            "7000 1",
+            "1e5",
+            "-1",
+            "123456789012345678901",
+        ] {
+            let e = err(&[("ACCOUNT_ID", bad)]);
+            assert!(
+                e.contains("ACCOUNT_ID") && e.contains("not an account id"),
+                "{bad}: {e}"
+            );
+        }
+        let c = Config::from_sources(&sources(&[("ACCOUNT_ID", "7000000000000000001")])).unwrap();
+        assert_eq!(c.accounts(), ["7000000000000000001".to_string()]);
+    }
+
+    #[test]
+    fn api_base_url_must_be_a_usable_http_url() {
+        for good in [
+            "https://open.douyin.com",
+            "https://open.douyin.com/",
+            "http://127.0.0.1:8080",
+            "http://[::1]:9000/prefix/",
+            "http://localhost",
+        ] {
+            assert!(check_base_url(good).is_ok(), "{good}");
+        }
+        for (bad, says) in [
+            ("ftp://open.douyin.com", "https://"),
+            ("http://127.0.0.1:99999", "port"),
+            ("http://127.0.0.1:0", "port"),
+            ("http://127.0.0.1:80a", "port"),
+            ("http://127.0.0.1:", "port"),
+            ("http://open douyin.com", "host"),
+            ("http://open_douyin.com", "host"),
+            ("http://-bad.com", "host"),
+            ("http://a..b", "host"),
+            ("http://", "host"),
+            ("http://[::1", "unclosed"),
+            ("http://[zz]:1", "IPv6"),
+            ("http://u:p@open.douyin.com", "user"),
+            ("http://open.douyin.com/?x=1", "query"),
+        ] {
+            let e = err(&[("API_BASE_URL", bad)]);
+            assert!(e.contains("API_BASE_URL") && e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

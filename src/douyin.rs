@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -82,6 +83,9 @@ pub enum Class {
     Refused,
     /// Invalid parameter: a bug on our side (70).
     Rejected,
+    /// The token endpoint answers 404, or the HTTP client cannot use the URL: API_BASE_URL is
+    /// not the platform's address (78).
+    WrongAddress,
 }
 
 /// The §3 table. Codes nobody documents are retried: a transient answer we do not know is more
@@ -114,6 +118,10 @@ pub enum CallError {
         detail: String,
         logid: Option<String>,
     },
+    /// A URL the HTTP client refuses before sending anything, or a token endpoint that is not
+    /// there (HTTP 404: the token call is the run's first, so it is the probe of API_BASE_URL;
+    /// a 404 later in a run is retried like any other status).
+    BadUrl(String),
 }
 
 impl CallError {
@@ -122,7 +130,7 @@ impl CallError {
         match self {
             CallError::Api(r) => r.logid.as_deref(),
             CallError::Http { logid, .. } | CallError::Malformed { logid, .. } => logid.as_deref(),
-            CallError::Transport(_) => None,
+            CallError::Transport(_) | CallError::BadUrl(_) => None,
         }
     }
 
@@ -138,6 +146,7 @@ impl CallError {
     pub fn class(&self) -> Class {
         match self {
             CallError::Api(r) => classify(r.code),
+            CallError::BadUrl(_) => Class::WrongAddress,
             CallError::Http { .. } | CallError::Transport(_) | CallError::Malformed { .. } => {
                 Class::Retry
             }
@@ -156,7 +165,7 @@ impl std::fmt::Display for CallError {
                 }
                 Ok(())
             }
-            CallError::Transport(m) => write!(f, "{m}"),
+            CallError::Transport(m) | CallError::BadUrl(m) => write!(f, "{m}"),
             CallError::Malformed { detail, logid } => {
                 write!(f, "unreadable answer: {detail}")?;
                 if let Some(l) = logid {
@@ -429,7 +438,7 @@ pub struct Douyin {
     stop: Stop,
     token: Mutex<Option<CurrentToken>>,
     /// Where the token outlives the run, once set.
-    keeper: OnceLock<Box<dyn TokenKeeper>>,
+    keeper: OnceLock<std::sync::Arc<dyn TokenKeeper>>,
     /// The decrypt quota answer, once Douyin gave it: no more decrypt calls this run.
     decrypt_quota: Mutex<Option<ApiRefusal>>,
     counters: Counters,
@@ -475,7 +484,7 @@ impl Douyin {
     }
 
     /// Keep tokens with `keeper` from now on (set once; later calls are ignored).
-    pub fn set_token_keeper(&self, keeper: Box<dyn TokenKeeper>) {
+    pub fn set_token_keeper(&self, keeper: std::sync::Arc<dyn TokenKeeper>) {
         let _ = self.keeper.set(keeper);
     }
 
@@ -542,12 +551,23 @@ impl Douyin {
             "client_secret": self.app_secret.expose(),
             "grant_type": "client_credential",
         });
-        let (text, header_logid) = self.send(
-            self.agent
-                .post(&url)
-                .set("Content-Type", "application/json"),
-            Some(body.to_string()),
-        )?;
+        let (text, header_logid) = self
+            .send(
+                self.agent
+                    .post(&url)
+                    .set("Content-Type", "application/json"),
+                Some(body.to_string()),
+            )
+            .map_err(|e| match e {
+                CallError::Http { status: 404, logid } => CallError::BadUrl(format!(
+                    "HTTP 404 at {url}{}",
+                    logid.map(|l| format!(", logid {l}")).unwrap_or_default()
+                )),
+                // The resolver's own "no such host" (glibc, musl): a name that does not exist.
+                // A resolver that cannot answer now ("temporary failure") is retried.
+                CallError::Transport(m) if host_does_not_exist(&m) => CallError::BadUrl(m),
+                other => other,
+            })?;
         let answer: TokenAnswer = parse(&text, &header_logid)?;
         let logid = logid_of(answer.extra.as_ref(), header_logid);
         let data = answer.data.ok_or_else(|| CallError::Malformed {
@@ -717,44 +737,40 @@ impl Douyin {
         Ok(plain)
     }
 
-    /// Send a request and read its body (bounded). Non-2xx statuses, transport failures and cut
-    /// bodies become `CallError`s. Returns the body and the `x-tt-logid` header if any.
+    /// Send a request and read its body (bounded), see [`exchange`].
+    ///
+    /// The exchange runs on a thread of its own while this one waits in short slices that look
+    /// at the stop flag: a server that accepts and never answers holds a signal's exit no longer
+    /// than a tick (the thread is left to its HTTP timeout; the process ends before).
     fn send(
         &self,
         request: ureq::Request,
         body: Option<String>,
     ) -> Result<(String, Option<String>), CallError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let result = match body {
-            Some(b) => request.send_string(&b),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(status, r)) => {
-                return Err(CallError::Http {
-                    status,
-                    logid: r.header("x-tt-logid").map(str::to_string),
-                })
+        let (tx, rx) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("http".into())
+            .spawn(move || {
+                let _ = tx.send(exchange(request, body));
+            })
+            .map_err(|e| CallError::Transport(format!("cannot start an HTTP thread: {e}")))?;
+        loop {
+            match rx.recv_timeout(crate::stop::TICK) {
+                Ok(result) => return result,
+                Err(RecvTimeoutError::Timeout) if self.stop.signal().is_some() => {
+                    return Err(CallError::Transport(
+                        "a signal arrived while waiting for the answer".into(),
+                    ))
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(CallError::Transport(
+                        "the HTTP exchange ended without an answer".into(),
+                    ))
+                }
             }
-            Err(ureq::Error::Transport(t)) => {
-                return Err(CallError::Transport(transport_message(&t)))
-            }
-        };
-        let logid = response.header("x-tt-logid").map(str::to_string);
-        let mut text = String::new();
-        response
-            .into_reader()
-            .take(MAX_BODY_BYTES + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| CallError::Transport(format!("reading the answer failed: {e}")))?;
-        if text.len() as u64 > MAX_BODY_BYTES {
-            return Err(CallError::Malformed {
-                detail: format!("answer larger than {MAX_BODY_BYTES} bytes"),
-                logid,
-            });
         }
-        Ok((text, logid))
     }
 
     /// The retry loop for calls that need the token: when Douyin says the token expired, get a
@@ -820,6 +836,13 @@ impl Douyin {
             self.stop.check()?;
             tries += 1;
             let class = error.class();
+            if class == Class::WrongAddress {
+                return Err(Error::config(format!(
+                    "API_BASE_URL={:?} is not the Douyin Open Platform's address: {what} answered {error}",
+                    self.base
+                ))
+                .into());
+            }
             if let CallError::Api(refusal) = &error {
                 match class {
                     Class::TokenExpired => return Err(Stopped::TokenExpired(refusal.clone())),
@@ -831,7 +854,7 @@ impl Douyin {
                         ))
                         .into())
                     }
-                    Class::Retry | Class::RateLimited => {}
+                    Class::Retry | Class::RateLimited | Class::WrongAddress => {}
                 }
             }
             let rate_limited = class == Class::RateLimited;
@@ -876,6 +899,59 @@ impl Douyin {
         self.rng.store(x, Ordering::Relaxed);
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// One HTTP exchange: send, read the body (bounded). Non-2xx statuses, transport failures and
+/// cut bodies become `CallError`s. Returns the body and the `x-tt-logid` header if any.
+fn exchange(
+    request: ureq::Request,
+    body: Option<String>,
+) -> Result<(String, Option<String>), CallError> {
+    let result = match body {
+        Some(b) => request.send_string(&b),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(status, r)) => {
+            return Err(CallError::Http {
+                status,
+                logid: r.header("x-tt-logid").map(str::to_string),
+            })
+        }
+        Err(ureq::Error::Transport(t))
+            if matches!(
+                t.kind(),
+                ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme
+            ) =>
+        {
+            return Err(CallError::BadUrl(transport_message(&t)))
+        }
+        Err(ureq::Error::Transport(t)) => return Err(CallError::Transport(transport_message(&t))),
+    };
+    let logid = response.header("x-tt-logid").map(str::to_string);
+    let mut text = String::new();
+    response
+        .into_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| CallError::Transport(format!("reading the answer failed: {e}")))?;
+    if text.len() as u64 > MAX_BODY_BYTES {
+        return Err(CallError::Malformed {
+            detail: format!("answer larger than {MAX_BODY_BYTES} bytes"),
+            logid,
+        });
+    }
+    Ok((text, logid))
+}
+
+/// Whether a transport error says the host name does not exist (NXDOMAIN), as opposed to a
+/// resolver that cannot answer now.
+fn host_does_not_exist(message: &str) -> bool {
+    message.contains("Dns Failed")
+        && (message.contains("Name or service not known")
+            || message.contains("No address associated with hostname")
+            || message.contains("nodename nor servname provided"))
 }
 
 /// The wait after the `tries`-th failed try: base × 2^(tries-1), doubled for rate limits,

@@ -29,7 +29,7 @@ pub mod code {
 /// The exit codes and their meanings. argh needs `--help`'s copy as literals (`cli.rs`); a test
 /// there checks that `--help` prints exactly these lines.
 pub const EXIT_CODE_TABLE: &[(i32, &str)] = &[
-    (code::OK, "done: every day of the window is committed"),
+    (code::OK, "done: every day of the window is committed, or a task_monitor STOP held the run"),
     (code::USAGE, "bad command line"),
     (code::SOFTWARE, "a bug on our side (e.g. Douyin answered 'invalid parameter')"),
     (
@@ -84,8 +84,13 @@ pub enum Error {
     Rejected(ApiRefusal),
     /// Douyin kept failing (busy, 5xx, timeouts, cut bodies) or its quota is used up.
     Unavailable(String),
-    /// PostgreSQL could not be reached or went away.
+    /// PostgreSQL could not be reached or the connection went away (retried within the run: the
+    /// connection is made again and the uncommitted days are fetched again).
     Database(String),
+    /// PostgreSQL answered but refused a statement for a reason that may pass (disk full, a
+    /// statement timeout, too many connections, a lock not available): temporary, but not
+    /// retried within the run, which would only fetch every uncommitted day again.
+    DatabaseFailed(String),
     /// Another run holds the lock of this account.
     Locked(String),
     /// A broken invariant on our side.
@@ -102,7 +107,10 @@ impl Error {
             Error::Config(_) => code::CONFIG,
             Error::Refused(_) => code::NOPERM,
             Error::Rejected(_) | Error::Bug(_) => code::SOFTWARE,
-            Error::Unavailable(_) | Error::Database(_) | Error::Locked(_) => code::TEMPFAIL,
+            Error::Unavailable(_)
+            | Error::Database(_)
+            | Error::DatabaseFailed(_)
+            | Error::Locked(_) => code::TEMPFAIL,
             Error::Interrupted(Signal::Int) => code::SIGINT,
             Error::Interrupted(Signal::Term) => code::SIGTERM,
         }
@@ -116,7 +124,10 @@ impl Error {
             Error::Usage(_) | Error::Config(_) => 5,
             Error::Refused(_) => 4,
             Error::Rejected(_) | Error::Bug(_) => 3,
-            Error::Unavailable(_) | Error::Database(_) | Error::Locked(_) => 2,
+            Error::Unavailable(_)
+            | Error::Database(_)
+            | Error::DatabaseFailed(_)
+            | Error::Locked(_) => 2,
         }
     }
 
@@ -141,7 +152,7 @@ impl fmt::Display for Error {
             Error::Refused(r) => write!(f, "Douyin refused: {r}"),
             Error::Rejected(r) => write!(f, "Douyin rejected our request (a bug): {r}"),
             Error::Unavailable(m) => write!(f, "Douyin unavailable: {m}"),
-            Error::Database(m) => write!(f, "database: {m}"),
+            Error::Database(m) | Error::DatabaseFailed(m) => write!(f, "database: {m}"),
             Error::Locked(m) => write!(f, "{m}"),
             Error::Bug(m) => write!(f, "internal error (a bug): {m}"),
             Error::Interrupted(Signal::Int) => write!(f, "interrupted by SIGINT"),
@@ -174,6 +185,7 @@ mod tests {
         assert_eq!(Error::Bug("x".into()).exit_code(), 70);
         assert_eq!(Error::Unavailable("x".into()).exit_code(), 75);
         assert_eq!(Error::Database("x".into()).exit_code(), 75);
+        assert_eq!(Error::DatabaseFailed("x".into()).exit_code(), 75);
         assert_eq!(Error::Locked("x".into()).exit_code(), 75);
         assert_eq!(Error::Interrupted(Signal::Int).exit_code(), 130);
         assert_eq!(Error::Interrupted(Signal::Term).exit_code(), 143);

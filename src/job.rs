@@ -1,7 +1,8 @@
-//! One run from start to exit: connect and migrate while a side connection gets the client token
-//! (the stored one, or a fresh one that it stores), record the run, sync each account under its
-//! own lock and checkpoint (then fill phones an earlier run could not decrypt), log the summary,
-//! and pick the exit code. Also the read-only `check`.
+//! One run from start to exit: connect (the run's connection and a side connection, together),
+//! get the client token (the stored one, else a fresh one that is stored), migrate, obey and keep
+//! the `task_monitor` row, record the run, sync each account under its own lock and checkpoint
+//! (then fill phones an earlier run could not decrypt), log the summary, pick the exit code and
+//! report the metrics. Also the read-only `check`.
 //!
 //! Accounts fail independently: a refused authorisation or a day that keeps failing ends that
 //! account, the others go on, and the run exits with the most serious error among them. A signal
@@ -10,14 +11,23 @@
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
+use crate::metrics::{AccountReport, RunReport};
+use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::phones::PhoneBook;
 use crate::stop::Stop;
-use crate::store::{RunRecord, SideConnection, Store};
+use crate::store::{OrdersLayout, RunRecord, SideConnection, Store};
 use crate::sync::{self, AccountStats, Plan};
 use crate::token_cache::TokenCache;
 use crate::window;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Instant;
+
+/// `println!` that never panics on a closed stdout (see [`crate::out`]).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
 
 fn mode(config: &Config) -> &'static str {
     match config.window() {
@@ -26,104 +36,231 @@ fn mode(config: &Config) -> &'static str {
     }
 }
 
-/// Run the sync described by `config`.
+/// Run the sync described by `config`, then report it to Prometheus (`PUSHGATEWAY_URL`,
+/// `METRICS_FILE`) whatever the outcome.
 pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
-    if !config.legacy_variables().is_empty() {
+    let started = Instant::now();
+    let mut report = RunReport {
+        accounts: config
+            .accounts()
+            .iter()
+            .map(|a| AccountReport {
+                account: a.clone(),
+                ..AccountReport::default()
+            })
+            .collect(),
+        ..RunReport::default()
+    };
+    let result = run_monitored(config, stop, &mut report);
+    report.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report.finished_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    crate::metrics::publish(config.monitoring(), &report);
+    result
+}
+
+/// Connect, migrate, keep the `task_monitor` row around the run, record it in `sync_runs`.
+fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result<(), Error> {
+    let legacy = config.legacy_variables();
+    if !legacy.is_empty() {
+        let (belong, are) = if legacy.len() == 1 {
+            ("belongs", "is")
+        } else {
+            ("belong", "are")
+        };
         log::info!(
-            "{} belong to the old daemon and are ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
-            config.legacy_variables().join(" and ")
+            "{} {belong} to the old daemon and {are} ignored: scheduling is now the scheduler's job (cron, a Kubernetes CronJob)",
+            legacy.join(" and ")
         );
     }
-    let started = Instant::now();
-    stop.check()?;
-    let douyin = Arc::new(Douyin::new(config, stop.clone()));
-    let (store, side) = start_up(config, stop, &douyin);
+    // Nothing is written before the database's rights are known and the token call has shown
+    // that API_BASE_URL is Douyin (a path answering 404 is a configuration error). Other token
+    // failures (77, 75) are recorded in sync_runs like any failed run. A run that task_monitor
+    // holds (STOP) asks Douyin nothing, not even a token.
+    let startup = Instant::now();
+    let (store, side) = connect_both(config);
     let mut store = store?;
+    store.check_access()?;
+    let side = side?;
+    let douyin = Arc::new(Douyin::new(config, stop.clone()));
+    let tokens = Arc::new(TokenCache::new(config, Arc::clone(&side), stop));
+    douyin.set_token_keeper(Arc::clone(&tokens) as Arc<dyn crate::douyin::TokenKeeper>);
+    let authenticated = if stop_requested(config, &mut store) {
+        Ok(())
+    } else {
+        match douyin.authenticate() {
+            Err(e @ (Error::Config(_) | Error::Interrupted(_))) => return Err(e),
+            other => other,
+        }
+    };
+    for done in store.migrate()? {
+        log::info!("{done}");
+    }
+    // The first run on a database got its token before the table to keep it in existed.
+    tokens.migrated();
     log::debug!(
         "start-up: {:.0} ms (connect, migrations, client token)",
-        started.elapsed().as_secs_f64() * 1000.0
+        startup.elapsed().as_secs_f64() * 1000.0
     );
-    let run_id = store.begin_run(
-        &config.accounts().join(","),
-        mode(config),
-        config.time_field().key(),
-    )?;
-    let mut record = RunRecord::default();
-    // A refused token (77) is recorded in sync_runs like any other error of the run.
-    let result = side.and_then(|side| {
-        let phones = Arc::new(PhoneBook::new(side));
-        sync_accounts(
-            config,
-            stop,
-            &douyin,
-            &phones,
-            &mut store,
-            &mut record,
-            started,
-        )
-    });
-    record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
-    record.error = result.as_ref().err().map(Error::to_string);
-    if store.is_closed() {
-        if let Ok(fresh) = Store::connect(config.database()) {
-            store = fresh;
-        }
+    let phones = Arc::new(PhoneBook::new(side));
+    let mut task = TaskMonitor::new(config, stop);
+    let begin = task.as_mut().map(|monitor| monitor.begin(&mut store));
+    if begin == Some(Begin::Off) {
+        task = None;
     }
-    if let Err(e) = store.finish_run(run_id, &record) {
-        log::warn!("could not complete run {run_id} in sync_runs: {e}");
+    if let Some(monitor) = task.as_mut() {
+        if begin == Some(Begin::Held) {
+            log::info!(
+                "task_monitor: target_command is STOP for TASK_ID {}: syncing nothing, asking Douyin nothing; to resume, set it to START or NULL ({})",
+                monitor.task_id(),
+                monitor::resume_sql(monitor.task_id())
+            );
+            report.stopped = true;
+            read_checkpoints(config, &mut store, report);
+            if let Some(monitor) = task {
+                monitor.finish(Some(&mut store), Outcome::Held);
+            }
+            return Ok(());
+        }
+        monitor.start_heartbeat();
+    }
+    let result = store
+        .begin_run(
+            &config.accounts().join(","),
+            mode(config),
+            config.time_field().key(),
+        )
+        .and_then(|run_id| {
+            let mut record = RunRecord::default();
+            let result = authenticated.and_then(|()| {
+                sync_accounts(
+                    config,
+                    &douyin,
+                    &phones,
+                    stop,
+                    &mut store,
+                    &mut record,
+                    report,
+                )
+            });
+            record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+            record.error = result.as_ref().err().map(Error::to_string);
+            if store.is_closed() {
+                if let Ok(fresh) = Store::connect(config.database()) {
+                    store = fresh;
+                }
+            }
+            if let Err(e) = store.finish_run(run_id, &record) {
+                log::warn!("could not complete run {run_id} in sync_runs: {e}");
+            }
+            result
+        });
+    let (requests, retries, _) = sync::request_counts(&douyin);
+    report.requests = requests;
+    report.retries = retries;
+    read_checkpoints(config, &mut store, report);
+    let held = result.is_ok() && stop.held();
+    if held {
+        report.stopped = true;
+        log::info!(
+            "task_monitor: stopped by target_command STOP after the committed days; to resume, set it to START or NULL (a rerun resumes after them)"
+        );
+    }
+    if let Some(monitor) = task {
+        let outcome = match &result {
+            Err(e) => Outcome::Failed(e),
+            Ok(()) if held => Outcome::Held,
+            Ok(()) => Outcome::Done,
+        };
+        monitor.finish(Some(&mut store), outcome);
     }
     result
 }
 
-/// Start-up, overlapped: the run's connection connects and applies the migrations while a side
-/// connection connects and gets the client token (the stored one, or a fresh one, stored; on
-/// the first run on a database, fetched while the migrations run and stored after them).
-/// Returns the run's connection and the side connection with the token in hand, or why not
-/// (the caller records a token refusal in `sync_runs` before exiting with it).
-fn start_up(
-    config: &Config,
-    stop: &Stop,
-    douyin: &Douyin,
-) -> (Result<Store, Error>, Result<Arc<SideConnection>, Error>) {
-    let (migrated, migrated_signal) = mpsc::channel();
+/// The run's connection and the side connection (the token, phone look-ups), connected
+/// together: a second connect costs no start-up time.
+fn connect_both(config: &Config) -> (Result<Store, Error>, Result<Arc<SideConnection>, Error>) {
     std::thread::scope(|scope| {
-        let token = scope.spawn(move || {
-            let side = Arc::new(SideConnection::connect(config.database())?);
-            let cache = TokenCache::new(config, Arc::clone(&side), stop, Some(migrated_signal));
-            douyin.set_token_keeper(Box::new(cache));
-            douyin.authenticate()?;
-            Ok(side)
-        });
-        let store = Store::connect(config.database()).and_then(|mut store| {
-            for done in store.migrate()? {
-                log::info!("{done}");
-            }
-            let _ = migrated.send(());
-            Ok(store)
-        });
-        drop(migrated); // a failed migration: the token thread stops waiting for it
-        let side = token
+        let side = scope.spawn(|| SideConnection::connect(config.database()).map(Arc::new));
+        let store = Store::connect(config.database());
+        let side = side
             .join()
-            .unwrap_or_else(|_| Err(Error::Bug("the token thread panicked".into())));
+            .unwrap_or_else(|_| Err(Error::Bug("connecting the side connection panicked".into())));
         (store, side)
     })
 }
 
+/// After an account's days: fill phones an earlier run stored NULL (the decrypt quota was used
+/// up). Its failure is a warning: the orders are stored, and the next run tries again.
+fn fill_phones(phones: &PhoneBook, douyin: &Douyin, account: &str) -> Result<(), Error> {
+    match phones.fill(douyin, account) {
+        Ok(_) => Ok(()),
+        Err(e @ Error::Interrupted(_)) => Err(e),
+        Err(e) => {
+            log::warn!("account {account}: phones left NULL earlier could not be filled: {e}");
+            Ok(())
+        }
+    }
+}
+
+/// Whether task_monitor asks this run to stop before it starts (its row says STOP), read
+/// without writing; anything unclear is "no" (the monitor's own start decides then).
+fn stop_requested(config: &Config, store: &mut Store) -> bool {
+    let m = config.monitoring();
+    if !m.task_monitor {
+        return false;
+    }
+    let command = store.client().query_opt(
+        "SELECT target_command::text FROM task_monitor WHERE task_id = $1",
+        &[&m.task_id],
+    );
+    match command {
+        Ok(Some(row)) => monitor::is_stop(row.get::<_, Option<String>>(0).as_deref()),
+        _ => false,
+    }
+}
+
+/// Each account's checkpoint, for the metrics (left out when the database cannot tell).
+fn read_checkpoints(config: &Config, store: &mut Store, report: &mut RunReport) {
+    if store.is_closed() {
+        return;
+    }
+    for account in &mut report.accounts {
+        let key = sync::checkpoint_key(config, &account.account);
+        match store.checkpoint(&key) {
+            Ok(c) => account.checkpoint = c.map(|c| c.synced_until),
+            Err(e) => {
+                log::debug!("checkpoint of {} for the metrics: {e}", account.account);
+                return;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // reason: the run's every part meets here
 fn sync_accounts(
     config: &Config,
-    stop: &Stop,
     douyin: &Arc<Douyin>,
     phones: &Arc<PhoneBook>,
+    stop: &Stop,
     store: &mut Store,
     record: &mut RunRecord,
-    started: Instant,
+    report: &mut RunReport,
 ) -> Result<(), Error> {
+    let started = Instant::now();
     stop.check()?;
+    // Fetched already unless task_monitor held the run when it started (then released it).
+    douyin.authenticate()?;
     let now = sync::now_epoch();
     let mut worst: Option<Error> = None;
     let mut totals = AccountStats::default();
     let mut per_account = Vec::new();
-    for account in config.accounts() {
+    for (index, account) in config.accounts().iter().enumerate() {
+        if stop.held() {
+            break; // a remote STOP: the next accounts wait for the next run
+        }
         if store.is_closed() {
             *store = Store::connect(config.database())?;
         }
@@ -132,6 +269,9 @@ fn sync_accounts(
             config, douyin, phones, store, account, now, stop, &mut stats,
         )
         .and_then(|()| fill_phones(phones, douyin, account));
+        if let Some(r) = report.accounts.get_mut(index) {
+            r.records = stats.orders;
+        }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
                 Some((a, b)) => (a.min(start), b.max(end)),
@@ -226,19 +366,6 @@ fn describe_plan(config: &Config, plan: &Plan) -> String {
     )
 }
 
-/// After an account's days: fill phones an earlier run stored NULL (the decrypt quota was used
-/// up). Its failure is a warning: the orders are stored, and the next run tries again.
-fn fill_phones(phones: &PhoneBook, douyin: &Douyin, account: &str) -> Result<(), Error> {
-    match phones.fill(douyin, account) {
-        Ok(_) => Ok(()),
-        Err(e @ Error::Interrupted(_)) => Err(e),
-        Err(e) => {
-            log::warn!("account {account}: phones left NULL earlier could not be filled: {e}");
-            Ok(())
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)] // reason: one account's sync needs the run's every part
 fn sync_account(
     config: &Config,
@@ -272,7 +399,7 @@ fn sync_account(
 /// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
 /// the plan; write nothing. Exit codes as a real run.
 pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
-    println!(
+    say!(
         "configuration: ok{}",
         config
             .env_file()
@@ -280,29 +407,39 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             .unwrap_or_default()
     );
     for warning in config.warnings() {
-        println!("  warning: {warning}");
+        say!("  warning: {warning}");
     }
     let mut store = Store::connect(config.database())?;
+    store.check_access()?;
+    let layout = store.orders_layout()?;
     let pending = store.pending_migrations()?;
-    println!(
-        "database: connected to {}; {}",
+    say!(
+        "database: connected to {}; {}{}",
         config.database().masked_url(),
         if pending.is_empty() {
             "schema up to date".to_string()
         } else {
             format!("migrations a run would apply: {}", pending.join(", "))
+        },
+        if layout == OrdersLayout::Python {
+            "; the Python tool's orders table, which a run adopts in place"
+        } else {
+            ""
         }
     );
+    for line in monitor::describe(&mut store, config)? {
+        say!("{line}");
+    }
     let douyin = Douyin::new(config, stop.clone());
     // A stored token that is still valid proves the same credentials were accepted; check
     // uses it (and stores none: it writes nothing).
     if store.has_token_table()? {
         let side = Arc::new(SideConnection::connect(config.database())?);
-        douyin.set_token_keeper(Box::new(TokenCache::read_only(config, side, stop)));
+        douyin.set_token_keeper(Arc::new(TokenCache::read_only(config, side, stop)));
     }
     douyin.authenticate()?;
     let (_, _, fetched) = sync::request_counts(&douyin);
-    println!(
+    say!(
         "douyin: client token ok from {}{}",
         config.api_base(),
         if fetched == 0 {
@@ -321,9 +458,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             None
         };
         let plan = sync::plan(config, key, checkpoint, now);
-        println!("account {account}: {}", describe_plan(config, &plan));
+        say!("account {account}: {}", describe_plan(config, &plan));
         match checkpoint {
-            Some(c) => println!(
+            Some(c) => say!(
                 "  checkpoint: synced until {}{}",
                 window::format_local(c.synced_until),
                 if c.range_done {
@@ -332,7 +469,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                     ""
                 }
             ),
-            None => println!("  checkpoint: none yet"),
+            None => say!("  checkpoint: none yet"),
         }
         if let Some(day) = plan.days.first() {
             let page = douyin.query_orders(&OrderQuery {
@@ -344,7 +481,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 order_status: config.order_status(),
                 get_secret_number: config.get_secret_number(),
             })?;
-            println!(
+            say!(
                 "  first day {}: Douyin reports {} orders ({} in the first page)",
                 day.date,
                 page.total,
@@ -352,6 +489,6 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
             );
         }
     }
-    println!("check: ok, nothing written");
+    say!("check: ok, nothing written");
     Ok(())
 }

@@ -5,9 +5,9 @@
 //! in UTC+8 and day slices), `dotenv` (the `.env` file as python-dotenv reads it), `db_url` (DB_URL as
 //! SQLAlchemy reads it), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
 //! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
-//! account), `job` (a run over all accounts), `phones` (stored phones, the decrypt quota, the
-//! fill pass), `token_cache` (the client token kept between runs), `stop` (signals), `logging`,
-//! `error`.
+//! account), `job` (a run over all accounts), `monitor` (the `task_monitor` row), `metrics`
+//! (Prometheus), `phones` (stored phones, the decrypt quota, the fill pass), `token_cache` (the
+//! client token kept between runs), `stop` (signals and the remote stop), `logging`, `error`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -19,6 +19,8 @@ pub mod douyin;
 pub mod error;
 pub mod job;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod order;
 pub mod pacer;
 pub mod phones;
@@ -40,10 +42,15 @@ pub fn run() -> Result<(), Error> {
     let args = match cli::parse(&argv) {
         Ok(Ok(args)) => args,
         Ok(Err(help)) => {
-            print!("{help}");
+            out(format_args!("{help}"));
             return Ok(());
         }
-        Err(usage) => return Err(Error::Usage(usage)),
+        Err(usage) => {
+            // Reported in the chosen log format too (LOG_FORMAT from the environment or the
+            // default .env: the command line that would name another file did not parse).
+            logging::init(Config::peek_log_format(&cli::Args::default()));
+            return Err(Error::Usage(usage));
+        }
     };
     logging::init(Config::peek_log_format(&args));
     let config = Config::load(&args)?;
@@ -52,6 +59,13 @@ pub fn run() -> Result<(), Error> {
         None => job::run(&config, &stop),
         Some(cli::Command::Check(_)) => job::check(&config, &stop),
     }
+}
+
+/// Print to stdout. A reader that went away (`check | head -1`) is no error of ours: the rest is
+/// dropped instead of panicking on EPIPE, and the exit code stays the run's.
+pub fn out(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_fmt(text);
 }
 
 /// Print an error once: through the logger when it runs (so JSON logs stay JSON), else plainly.

@@ -135,8 +135,14 @@ pub fn init(format: LogFormat) {
     if INITIALISED.swap(true, Ordering::SeqCst) {
         return;
     }
-    let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let problem = filter_problem(&spec);
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(if spec.trim().is_empty() || problem.is_some() {
+        "info"
+    } else {
+        &spec
+    });
     builder.target(env_logger::Target::Stderr);
     match format {
         LogFormat::Text => {
@@ -159,6 +165,57 @@ pub fn init(format: LogFormat) {
     if log::set_boxed_logger(Box::new(Guarded { inner })).is_ok() {
         log::set_max_level(max.max(LevelFilter::Error));
     }
+    if let Some(problem) = problem {
+        log::warn!("RUST_LOG={spec:?} is ignored ({problem}); logging at info");
+    }
+}
+
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Why a `RUST_LOG` value would hide this job's log, if it would. env_logger reads a word that
+/// is not a level as a module name, so `RUST_LOG=verbose` or `infoo` would silently show
+/// nothing, the summary line included. Accepted: `LEVEL`, `TARGET=LEVEL`, and a bare target of
+/// this crate (`douyin_order_sync::sync`), comma-separated, with an optional `/regex`.
+fn filter_problem(spec: &str) -> Option<String> {
+    let directives = spec.split('/').next().unwrap_or("");
+    let is_level = |w: &str| LEVELS.iter().any(|l| l.eq_ignore_ascii_case(w.trim()));
+    let is_target = |w: &str| {
+        let w = w.trim();
+        !w.is_empty()
+            && w.split("::").all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            })
+    };
+    for directive in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+    {
+        match directive.split_once('=') {
+            Some((target, _)) if !is_target(target) => {
+                return Some(format!("{target:?} is not a module path"));
+            }
+            Some((_, level)) if !is_level(level) => {
+                return Some(format!(
+                    "{level:?} is not a level: expected one of {}",
+                    LEVELS.join(", ")
+                ))
+            }
+            Some(_) => {}
+            None if is_level(directive) => {}
+            None if is_target(directive) && own(directive.trim()) => {}
+            None => {
+                return Some(format!(
+                    "{directive:?} is neither a level ({}) nor one of this job's modules",
+                    LEVELS.join(", ")
+                ))
+            }
+        }
+    }
+    None
 }
 
 /// Whether `init` ran (errors before it are printed plainly).
@@ -169,6 +226,31 @@ pub fn initialised() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rust_log_that_would_hide_everything_is_refused_and_a_real_one_kept() {
+        for good in [
+            "",
+            "info",
+            "WARN",
+            "debug,ureq=info",
+            "douyin_order_sync::sync=trace",
+            "douyin_order_sync",
+            "info/day",
+        ] {
+            assert_eq!(filter_problem(good), None, "{good}");
+        }
+        for bad in [
+            "verbose",
+            "infoo",
+            "douyin_order_sync=loud",
+            "=info",
+            "a b=info",
+            "ureq",
+        ] {
+            assert!(filter_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn hidden_secrets_are_scrubbed_and_short_ones_are_not_registered() {

@@ -1,13 +1,18 @@
-//! SIGTERM and SIGINT as a flag that every wait of the run checks.
+//! SIGTERM and SIGINT as a flag that every wait of the run checks; and the gentler remote stop
+//! (`task_monitor.target_command = STOP`) with the committed-day signal the heartbeat listens to.
 //!
 //! A Kubernetes deadline or an eviction sends SIGTERM and kills 30 s later; a person presses
 //! Ctrl-C. Either way the run must stop within seconds and leave only whole days behind. The
 //! handler only stores the signal number (async-signal-safe, via signal-hook); sleeps and waits
 //! in the run are cut into short slices that look at the flag.
+//!
+//! A remote stop is not an interruption: the run finishes and commits the day in flight, then
+//! ends with exit 0 (`hold`/`held`). Every part of the run already carries a `Stop`, so these
+//! two run-wide signals travel with it instead of through every signature.
 
 use crate::error::{Error, Signal};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 const SIGINT: usize = 2;
@@ -16,9 +21,18 @@ const SIGTERM: usize = 15;
 /// How often a wait looks at the flag.
 pub const TICK: Duration = Duration::from_millis(50);
 
-/// Shared stop flag: 0 while running, else the signal number that arrived.
+/// Shared stop flags: the signal number that arrived (0 while running), and the remote stop.
 #[derive(Clone, Debug, Default)]
-pub struct Stop(Arc<AtomicUsize>);
+pub struct Stop(Arc<AtomicUsize>, Arc<Remote>);
+
+/// The remote stop flag and the count of committed days (with a condition variable, so that the
+/// heartbeat wakes at once when a day commits).
+#[derive(Debug, Default)]
+struct Remote {
+    held: AtomicBool,
+    committed: Mutex<u64>,
+    progress: Condvar,
+}
 
 impl Stop {
     /// Install the handlers for SIGINT and SIGTERM.
@@ -60,6 +74,35 @@ impl Stop {
         }
     }
 
+    /// Ask the run to stop after the day in flight commits (a remote STOP). Never undone within
+    /// a run: the next run looks at the command again.
+    pub fn hold(&self) {
+        self.1.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a remote stop was asked for.
+    pub fn held(&self) -> bool {
+        self.1.held.load(Ordering::SeqCst)
+    }
+
+    /// A day was committed (wakes [`Stop::wait_progress`]).
+    pub fn day_committed(&self) {
+        let mut n = self.1.committed.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        self.1.progress.notify_all();
+    }
+
+    /// Wait up to `timeout` for the count of committed days to pass `seen`; returns the count.
+    pub fn wait_progress(&self, seen: u64, timeout: Duration) -> u64 {
+        let n = self.1.committed.lock().unwrap_or_else(|p| p.into_inner());
+        let (n, _) = self
+            .1
+            .progress
+            .wait_timeout_while(n, timeout, |n| *n <= seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *n
+    }
+
     /// Sleep, waking early with `Err(Interrupted)` when a signal arrives.
     pub fn sleep(&self, duration: Duration) -> Result<(), Error> {
         let until = Instant::now() + duration;
@@ -91,6 +134,30 @@ mod tests {
         t.join().unwrap();
         assert!(matches!(result, Err(Error::Interrupted(Signal::Term))));
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_committed_day_wakes_the_waiter_at_once() {
+        let stop = Stop::default();
+        let other = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            other.day_committed();
+        });
+        let started = Instant::now();
+        assert_eq!(stop.wait_progress(0, Duration::from_secs(30)), 1);
+        t.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // Nothing new: the wait runs out.
+        assert_eq!(stop.wait_progress(1, Duration::from_millis(10)), 1);
+    }
+
+    #[test]
+    fn a_hold_is_not_a_signal() {
+        let stop = Stop::default();
+        stop.clone().hold();
+        assert!(stop.held());
+        assert!(stop.check().is_ok());
     }
 
     #[test]

@@ -20,10 +20,25 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "orders", include_str!("../sql/0001_orders.sql")),
     (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
     (
+        4,
+        "task_monitor",
+        include_str!("../sql/0004_task_monitor.sql"),
+    ),
+    (
         5,
         "client_token",
         include_str!("../sql/0005_client_token.sql"),
     ),
+];
+
+/// What a run does to the job's tables (those that exist; migrations create the others).
+const REQUIRED_PRIVILEGES: &[(&str, &[&str])] = &[
+    ("orders", &["SELECT", "INSERT", "UPDATE"]),
+    ("sync_checkpoints", &["SELECT", "INSERT", "UPDATE"]),
+    ("sync_runs", &["SELECT", "INSERT", "UPDATE"]),
+    ("douyin_order_sync_migrations", &["SELECT", "INSERT"]),
+    ("douyin_client_tokens", &["SELECT", "INSERT", "UPDATE"]),
+    ("douyin_phone_refusals", &["SELECT", "INSERT", "UPDATE"]),
 ];
 
 /// Serialises migrations between runs that start at the same moment.
@@ -84,18 +99,13 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A PostgreSQL error as one of ours. Connection trouble is temporary (75); authentication, a
-/// missing database or missing privileges are configuration (78); anything else is a bug (70).
+/// A PostgreSQL error as one of ours, by its SQLSTATE (see [`by_sqlstate`]); an error without
+/// one is a connection that failed or was lost (75, retried within the run).
 pub fn db_error(masked_url: &str, context: &str, e: &postgres::Error) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
         let detail = format!("{context}: {} (SQLSTATE {code})", db.message());
-        return match &code[..2.min(code.len())] {
-            "28" | "3D" => Error::config(format!("DB_URL ({masked_url}): {detail}")),
-            "42" if code == "42501" => Error::config(format!("DB_URL ({masked_url}): {detail}")),
-            "08" | "53" | "57" | "40" | "55" | "58" => Error::Database(detail),
-            _ => Error::Bug(format!("database: {detail}")),
-        };
+        return by_sqlstate(code, masked_url, detail);
     }
     // No server error: the connection failed or was lost.
     let mut message = e.to_string();
@@ -111,6 +121,43 @@ pub fn db_error(masked_url: &str, context: &str, e: &postgres::Error) -> Error {
     Error::Database(format!("{context} ({masked_url}, DB_URL): {message}"))
 }
 
+/// The class of a server error. Only a session that is gone (class 08, or the server shutting
+/// it down: 57P01–57P03) is a lost connection, which the run retries by reconnecting and
+/// fetching the uncommitted days again. Trouble that may pass but that reconnecting does not
+/// cure (disk full 53100, out of memory, too many connections 53300, statement timeout 57014,
+/// lock not available 55P03, serialization failures, I/O errors) ends the run with 75 at once.
+/// A read-only database (25006), a missing privilege (42501), refused authentication (28),
+/// a missing database or schema (3D, 3F) are configuration (78). Anything else is a bug (70).
+pub fn by_sqlstate(code: &str, masked_url: &str, detail: String) -> Error {
+    let class = &code[..2.min(code.len())];
+    match (class, code) {
+        ("08", _) | (_, "57P01" | "57P02" | "57P03") => Error::Database(detail),
+        (_, "25006") => Error::config(format!(
+            "DB_URL ({masked_url}) points at a database this role cannot write to ({detail}): \
+             is default_transaction_read_only on for the database or the role, or is it a standby?"
+        )),
+        (_, "42501") => Error::config(format!(
+            "DB_URL ({masked_url}): the role lacks a privilege the job needs: {detail}"
+        )),
+        ("28" | "3D" | "3F", _) => Error::config(format!("DB_URL ({masked_url}): {detail}")),
+        ("53" | "57" | "40" | "55" | "58", _) | (_, "XX001" | "XX002") => {
+            Error::DatabaseFailed(detail)
+        }
+        _ => Error::Bug(format!("database: {detail}")),
+    }
+}
+
+/// Whether a failed connection's message says TLS as `sslmode` demands it cannot be had: the
+/// server offers none, or its certificate fails the check (`require` and stricter only:
+/// `prefer` falls back to plain text by itself).
+fn tls_refused(mode: TlsMode, message: &str) -> bool {
+    matches!(
+        mode,
+        TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull
+    ) && (message.contains("server does not support TLS")
+        || message.contains("invalid peer certificate"))
+}
+
 impl Store {
     /// Connect (10 s connect timeout, set in the configuration).
     pub fn connect(db: &Database) -> Result<Store, Error> {
@@ -124,7 +171,14 @@ impl Store {
         }
         .map_err(|e| {
             let context = format!("cannot connect with {}", crate::tls::describe(db));
-            db_error(&masked_url, &context, &e)
+            match db_error(&masked_url, &context, &e) {
+                // A server without TLS, or a certificate the settings refuse, stays so until
+                // someone changes DB_URL or the server: configuration, not a passing failure.
+                Error::Database(m) if tls_refused(db.tls(), &m) => {
+                    Error::config(format!("DB_URL: {m}"))
+                }
+                other => other,
+            }
         })?;
         let mut client = client;
         // NOTICEs ("table does not exist, skipping") are expected and would only clutter the log.
@@ -132,6 +186,19 @@ impl Store {
             .batch_execute("SET client_min_messages = warning")
             .map_err(|e| db_error(&masked_url, "session settings", &e))?;
         Ok(Store { client, masked_url })
+    }
+
+    /// Name the session in `pg_stat_activity` (e.g. the staging connection apart from the run's).
+    pub fn set_application_name(&mut self, name: &str) -> Result<(), Error> {
+        self.client
+            .execute("SELECT set_config('application_name', $1, false)", &[&name])
+            .map(|_| ())
+            .map_err(self.err("session settings"))
+    }
+
+    /// The connection itself, for the modules that own tables of their own (`monitor`).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
     }
 
     /// Whether this connection is encrypted (TLS), as the server sees it.
@@ -162,6 +229,112 @@ impl Store {
         self.client.is_closed()
     }
 
+    /// What the table `orders` is (read-only; a foreign table is a configuration error).
+    pub fn orders_layout(&mut self) -> Result<OrdersLayout, Error> {
+        let masked = self.masked_url.clone();
+        orders_layout(&mut self.client, &masked)
+    }
+
+    /// Whether this session may do what a run does, asked without writing anything: write at
+    /// all (not a read-only database, role or standby), create tables in the current schema
+    /// (staging tables, migrations), read and write the job's tables that exist, and own
+    /// `orders` when a migration still has to change it. A configuration error names what is
+    /// missing and the GRANT that gives it.
+    pub fn check_access(&mut self) -> Result<(), Error> {
+        let masked = self.masked_url.clone();
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('transaction_read_only') = 'on', current_user::text,
+                        current_schema()::text,
+                        has_schema_privilege(current_schema(), 'CREATE'),
+                        has_schema_privilege(current_schema(), 'USAGE')",
+                &[],
+            )
+            .map_err(self.err("check the role's rights"))?;
+        let (read_only, role): (bool, String) = (row.get(0), row.get(1));
+        let Some(schema) = row.get::<_, Option<String>>(2) else {
+            return Err(Error::config(format!(
+                "DB_URL ({masked}): role {role} has no schema to work in (search_path names no existing schema)"
+            )));
+        };
+        if read_only {
+            return Err(Error::config(format!(
+                "DB_URL ({masked}): the database is read-only for role {role} (transaction_read_only is on: default_transaction_read_only is set for the database or the role, or this is a standby); the job must write"
+            )));
+        }
+        if row.get::<_, Option<bool>>(3) != Some(true)
+            || row.get::<_, Option<bool>>(4) != Some(true)
+        {
+            return Err(Error::config(format!(
+                "DB_URL ({masked}): role {role} may not create tables in schema {schema} (each day is staged in a table of its own): GRANT USAGE, CREATE ON SCHEMA {schema} TO {role}"
+            )));
+        }
+        let (tables, privileges): (Vec<&str>, Vec<&str>) = REQUIRED_PRIVILEGES
+            .iter()
+            .flat_map(|(table, privileges)| privileges.iter().map(move |p| (*table, *p)))
+            .unzip();
+        let missing: Vec<String> = self
+            .client
+            .query(
+                "SELECT w.privilege || ' on ' || w.rel
+                   FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(rel, privilege, n)
+                   JOIN pg_class c ON c.relname = w.rel
+                   JOIN pg_namespace s ON s.oid = c.relnamespace AND s.nspname = current_schema()
+                  WHERE NOT has_table_privilege(c.oid, w.privilege)
+                  ORDER BY w.n",
+                &[&tables, &privileges],
+            )
+            .map_err(self.err("check the role's rights"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::config(format!(
+                "DB_URL ({masked}): role {role} lacks {} (GRANT SELECT, INSERT, UPDATE ON orders, sync_checkpoints, sync_runs, douyin_client_tokens, douyin_phone_refusals TO {role}, and USAGE on sync_runs_id_seq)",
+                missing.join(", ")
+            )));
+        }
+        let sequence: Option<bool> = self
+            .client
+            .query_one(
+                "SELECT CASE WHEN to_regclass(quote_ident(current_schema()) || '.sync_runs') IS NOT NULL
+                        THEN has_sequence_privilege(
+                                 pg_get_serial_sequence(quote_ident(current_schema()) || '.sync_runs', 'id'),
+                                 'USAGE') END",
+                &[],
+            )
+            .map_err(self.err("check the role's rights"))?
+            .get(0);
+        if sequence == Some(false) {
+            return Err(Error::config(format!(
+                "DB_URL ({masked}): role {role} lacks USAGE on the sequence of sync_runs.id (GRANT USAGE ON SEQUENCE sync_runs_id_seq TO {role})"
+            )));
+        }
+        if self
+            .pending_migrations()?
+            .iter()
+            .any(|m| m == "0001_orders")
+        {
+            let owner: Option<bool> = self
+                .client
+                .query_one(
+                    "SELECT (SELECT pg_has_role(c.relowner, 'USAGE') FROM pg_class c
+                               JOIN pg_namespace s ON s.oid = c.relnamespace
+                              WHERE s.nspname = current_schema() AND c.relname = 'orders')",
+                    &[],
+                )
+                .map_err(self.err("check the role's rights"))?
+                .get(0);
+            if owner == Some(false) {
+                return Err(Error::config(format!(
+                    "DB_URL ({masked}): role {role} does not own the table orders, which the first run must migrate (indexes, or adopting the Python tool's table): run it once as the table's owner"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Apply the migrations that have not been applied, each once, safe when two runs start
     /// at the same moment (an advisory transaction lock serialises them).
     pub fn migrate(&mut self) -> Result<Vec<String>, Error> {
@@ -177,6 +350,9 @@ impl Store {
         // "already exists, skipping" notices are expected on every run but the first.
         tx.batch_execute("SET LOCAL client_min_messages = warning")
             .map_err(err("migrations"))?;
+        // Every run, before anything is created or changed: an `orders` that is neither ours
+        // nor the Python tool's is refused here, and the transaction rolls back unused.
+        let layout = orders_layout(&mut tx, &masked)?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS douyin_order_sync_migrations (
                  version    integer PRIMARY KEY,
@@ -191,14 +367,18 @@ impl Store {
             .map(|r| r.get(0))
             .collect();
         let mut done = Vec::new();
+        if layout == OrdersLayout::Python {
+            done.push(adopt_python_table(&mut tx, &masked)?);
+            if applied.contains(&1) {
+                // Someone put the Python tool's table back after migration 0001: its indexes
+                // and comments again (every statement of 0001 may run twice).
+                tx.batch_execute(MIGRATIONS[0].2)
+                    .map_err(err("migration 0001_orders"))?;
+            }
+        }
         for (version, name, sql) in MIGRATIONS {
             if applied.contains(version) {
                 continue;
-            }
-            if *version == 1 {
-                if let Some(message) = adopt_python_table(&mut tx, &masked)? {
-                    done.push(message);
-                }
             }
             tx.batch_execute(sql)
                 .map_err(err(&format!("migration {version:04}_{name}")))?;
@@ -365,9 +545,16 @@ impl Store {
                  FROM STDIN"
             ))
             .map_err(err)?;
-        writer
-            .write_all(&buf)
-            .map_err(|e| Error::Database(format!("stage orders ({masked}): {e}")))?;
+        writer.write_all(&buf).map_err(|e| {
+            // The server's own error (a full disk, a killed session) travels inside the I/O error.
+            match e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<postgres::Error>())
+            {
+                Some(pg) => db_error(&masked, "stage orders", pg),
+                None => Error::Database(format!("stage orders ({masked}): {e}")),
+            }
+        })?;
         writer.finish().map_err(err)?;
         Ok(())
     }
@@ -789,57 +976,10 @@ impl TokenTx<'_> {
     }
 }
 
-/// Before the first migration: when `orders` is the Python tool's table, adopt it in place (in
-/// the migration transaction, so it is all or nothing). Returns what was done, to log once.
-fn adopt_python_table(
-    tx: &mut postgres::Transaction<'_>,
-    masked: &str,
-) -> Result<Option<String>, Error> {
+/// When `orders` is the Python tool's table (see [`orders_layout`]), adopt it in place (in the
+/// migration transaction, so it is all or nothing). Returns what was done, to log once.
+fn adopt_python_table(tx: &mut postgres::Transaction<'_>, masked: &str) -> Result<String, Error> {
     let err = |c: &'static str| move |e: postgres::Error| db_error(masked, c, &e);
-    let columns: Vec<(String, String)> = tx
-        .query(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns
-              WHERE table_schema = current_schema() AND table_name = 'orders'",
-            &[],
-        )
-        .map_err(err("inspect orders"))?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    if columns.is_empty() {
-        return Ok(None); // no table yet: migration 0001 creates it
-    }
-    let type_of = |name: &str| {
-        columns
-            .iter()
-            .find(|(c, _)| c == name)
-            .map(|(_, t)| t.as_str())
-    };
-    let seed_columns = [
-        "order_id",
-        "order_status",
-        "sku_id",
-        "sku_name",
-        "pay_amount",
-        "count",
-        "pay_time",
-        "create_time",
-        "update_time",
-        "source_order_id",
-        "phone",
-        "raw_data",
-        "sync_time",
-    ];
-    if let Some(missing) = seed_columns.iter().find(|c| type_of(c).is_none()) {
-        return Err(Error::config(format!(
-            "DB_URL ({masked}): a table named orders exists without a {missing} column: it is neither this tool's nor the Python tool's; use another database or schema"
-        )));
-    }
-    let legacy = type_of("pay_amount") == Some("double precision")
-        || type_of("create_time") == Some("timestamp without time zone");
-    if !legacy {
-        return Ok(None);
-    }
     let counts = tx
         .query_one(
             "SELECT count(*),
@@ -865,7 +1005,7 @@ fn adopt_python_table(
     .filter(|(_, k)| *k > 0)
     .map(|(c, k)| format!("{c} {k}"))
     .collect::<Vec<_>>();
-    Ok(Some(format!(
+    Ok(format!(
         "adopted the Python tool's orders table in place: {} rows re-typed from raw_data (pay_amount fen -> yuan, times from epoch seconds as timestamptz){}",
         n(0),
         if kept.is_empty() {
@@ -877,7 +1017,163 @@ fn adopt_python_table(
                 kept.join(", ")
             )
         }
-    )))
+    ))
+}
+
+/// What the table `orders` in the current schema is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrdersLayout {
+    /// No such table yet: migration 0001 creates it.
+    Absent,
+    /// This tool's.
+    Ours,
+    /// The Python tool's (douyin_getorder): adopted in place by the next run.
+    Python,
+}
+
+const TEXT: &[&str] = &["text", "character varying"];
+const INTEGER: &[&str] = &["integer", "bigint"];
+const ZONED: &[&str] = &["timestamp with time zone"];
+const NAIVE: &[&str] = &["timestamp without time zone"];
+
+/// This tool's `orders` (sql/0001_orders.sql): each column and the types it may have.
+const OUR_COLUMNS: &[(&str, &[&str])] = &[
+    ("order_id", &["text"]),
+    ("account_id", &["text"]),
+    ("order_status", INTEGER),
+    ("sku_id", &["text"]),
+    ("sku_name", &["text"]),
+    ("pay_amount", &["numeric"]),
+    ("count", INTEGER),
+    ("pay_time", ZONED),
+    ("create_time", ZONED),
+    ("update_time", ZONED),
+    ("source_order_id", &["text"]),
+    ("phone", &["text"]),
+    ("raw_data", &["jsonb"]),
+    ("sync_time", ZONED),
+];
+
+/// The Python tool's `orders` (SQLAlchemy: String, Float, Integer, DateTime, JSONB), which
+/// sql/adopt_python_orders.sql converts.
+const PYTHON_COLUMNS: &[(&str, &[&str])] = &[
+    ("order_id", TEXT),
+    ("order_status", &["character varying", "text", "integer"]),
+    ("sku_id", TEXT),
+    ("sku_name", TEXT),
+    ("pay_amount", &["double precision", "real"]),
+    ("count", &["integer"]),
+    ("pay_time", NAIVE),
+    ("create_time", NAIVE),
+    ("update_time", NAIVE),
+    ("source_order_id", TEXT),
+    ("phone", TEXT),
+    ("raw_data", &["jsonb"]),
+    ("sync_time", NAIVE),
+];
+
+/// A column of an existing table: name, type (as `format_type` names it without a modifier),
+/// whether a row may leave it out (nullable or with a default).
+type Column = (String, String, bool);
+
+/// The first way `columns` differ from `layout`, if any.
+fn layout_problem(columns: &[Column], layout: &[(&str, &[&str])]) -> Option<String> {
+    for (name, types) in layout {
+        match columns.iter().find(|(c, _, _)| c == name) {
+            None => return Some(format!("it has no column {name}")),
+            Some((_, t, _)) if !types.contains(&t.as_str()) => {
+                return Some(format!(
+                    "its column {name} is {t}, not {}",
+                    types.join(" or ")
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    None
+}
+
+/// Which `orders` this is, decided before anything is written: this tool's, the Python tool's,
+/// or none. Anything else, including the seed's column names with other types, a table without
+/// a unique `order_id` (the upsert needs one) or columns this tool would leave empty although
+/// they must not be, is refused with a configuration error and left untouched.
+pub fn orders_layout(
+    client: &mut impl postgres::GenericClient,
+    masked: &str,
+) -> Result<OrdersLayout, Error> {
+    let err = |c: &'static str| move |e: postgres::Error| db_error(masked, c, &e);
+    let kind: Option<i8> = client
+        .query_opt(
+            "SELECT c.relkind::\"char\" FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = current_schema() AND c.relname = 'orders'",
+            &[],
+        )
+        .map_err(err("inspect orders"))?
+        .map(|r| r.get(0));
+    let Some(kind) = kind else {
+        return Ok(OrdersLayout::Absent);
+    };
+    let refuse = |why: String| {
+        Error::config(format!(
+            "DB_URL ({masked}): the table orders in this schema is neither this tool's nor the Python tool's ({why}); nothing was changed: use another database or schema, or rename that table"
+        ))
+    };
+    if !matches!(u8::try_from(kind).unwrap_or(0), b'r' | b'p') {
+        return Err(refuse("it is not a plain table".into()));
+    }
+    let columns: Vec<Column> = client
+        .query(
+            // pg_attribute rather than information_schema, which hides columns the role may not
+            // read; format_type without a modifier names types as information_schema does.
+            "SELECT a.attname::text, format_type(a.atttypid, NULL),
+                    NOT a.attnotnull OR a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
+               FROM pg_attribute a
+              WHERE a.attrelid = (quote_ident(current_schema()) || '.orders')::regclass
+                AND a.attnum > 0 AND NOT a.attisdropped",
+            &[],
+        )
+        .map_err(err("inspect orders"))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let (layout, known) = match (
+        layout_problem(&columns, OUR_COLUMNS),
+        layout_problem(&columns, PYTHON_COLUMNS),
+    ) {
+        (None, _) => (OrdersLayout::Ours, OUR_COLUMNS),
+        (_, None) => (OrdersLayout::Python, PYTHON_COLUMNS),
+        (Some(ours), Some(python)) => {
+            return Err(refuse(format!(
+                "as this tool's, {ours}; as the Python tool's, {python}"
+            )))
+        }
+    };
+    if let Some((name, _, _)) = columns.iter().find(|(name, _, optional)| {
+        !optional && name != "account_id" && !known.iter().any(|(k, _)| k == name)
+    }) {
+        return Err(refuse(format!(
+            "its column {name} is NOT NULL without a default, and this tool does not fill it"
+        )));
+    }
+    let unique_order_id: bool = client
+        .query_one(
+            "SELECT EXISTS (
+                 SELECT 1 FROM pg_index i
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                  WHERE i.indrelid = (quote_ident(current_schema()) || '.orders')::regclass
+                    AND i.indisunique AND i.indnatts = 1 AND i.indpred IS NULL
+                    AND i.indexprs IS NULL AND a.attname = 'order_id')",
+            &[],
+        )
+        .map_err(err("inspect orders"))?
+        .get(0);
+    if !unique_order_id {
+        return Err(refuse(
+            "order_id is not its primary key: one row per order needs it".into(),
+        ));
+    }
+    Ok(layout)
 }
 
 /// The staging table of one day of one account: an UNLOGGED table (no WAL, visible to both of
@@ -993,6 +1289,39 @@ mod tests {
         );
         assert_eq!(line.matches('\n').count(), 1);
         assert_eq!(line.matches('\t').count(), 11);
+    }
+
+    #[test]
+    fn server_errors_are_classified_by_sqlstate_and_only_a_lost_session_is_reconnected() {
+        let class = |code: &str| match by_sqlstate(code, "postgres://u:***@h/d", "x".into()) {
+            Error::Database(_) => "lost",
+            Error::DatabaseFailed(_) => "temporary",
+            Error::Config(_) => "config",
+            Error::Bug(_) => "bug",
+            other => panic!("{code}: {other:?}"),
+        };
+        for lost in ["08006", "08003", "57P01", "57P02", "57P03"] {
+            assert_eq!(class(lost), "lost", "{lost}");
+        }
+        // Disk full, out of memory, too many connections, statement timeout, lock timeout,
+        // serialization failure, deadlock, I/O error.
+        for temporary in [
+            "53100", "53200", "53300", "57014", "55P03", "40001", "40P01", "58030",
+        ] {
+            assert_eq!(class(temporary), "temporary", "{temporary}");
+        }
+        // Read-only, no privilege, bad password, no such database, no such schema.
+        for config in ["25006", "42501", "28P01", "3D000", "3F000"] {
+            assert_eq!(class(config), "config", "{config}");
+        }
+        for bug in ["22P05", "23505", "42P01", "XX000"] {
+            assert_eq!(class(bug), "bug", "{bug}");
+        }
+        let read_only = by_sqlstate("25006", "postgres://u:***@h/d", "x".into()).to_string();
+        assert!(
+            read_only.contains("default_transaction_read_only"),
+            "{read_only}"
+        );
     }
 
     #[test]

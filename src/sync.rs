@@ -9,7 +9,9 @@
 //! thread on the run's own connection, which holds the account's lock), which commits each in one
 //! transaction with its checkpoint and reports back. The coordinator never waits on PostgreSQL;
 //! fetchers run ahead by a bounded number of days; memory holds the pages in flight and a bounded
-//! number of buffered rows.
+//! number of buffered rows. Every thread reports its end to the coordinator at once (a failed
+//! COPY, a failed commit, a panic), and the coordinator also notices a stager or committer that
+//! ended without a word, so no failure leaves it waiting for a day that never comes.
 //!
 //! Completeness: a day is first asked whole. When `data.page.total` says a slice holds more than
 //! the API will page to (`page_num × page_size ≤ 10000`), the slice is cut in two by time and each
@@ -28,7 +30,7 @@ use crate::store::{Checkpoint, CheckpointKey, DayWrite, Stage, Store};
 use crate::window::{self, Day, Span};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -98,12 +100,22 @@ pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>,
     match config.window() {
         WindowSpec::Range(span) => {
             // A finished range runs in full again (to refresh refunds); an unfinished one
-            // resumes after its last committed day. The future is not asked for.
+            // resumes after its last committed day. The future is not asked for. A checkpoint
+            // that is not a day's end was cut at "now" (the range reaches into the future): as
+            // in the incremental mode, the run re-reads OVERLAP_SECS before it, where orders
+            // indexed late appear.
             let resumed_from = checkpoint
                 .filter(|c| {
                     !c.range_done && c.synced_until > span.start && c.synced_until < span.end
                 })
-                .map(|c| c.synced_until);
+                .map(|c| {
+                    let cut_at_now = window::local_midnight(c.synced_until) != c.synced_until;
+                    if cut_at_now || span.end > now {
+                        (c.synced_until - config.overlap_secs()).max(span.start)
+                    } else {
+                        c.synced_until
+                    }
+                });
             let start = resumed_from.unwrap_or(span.start);
             let end = span.end.min(now);
             Plan {
@@ -297,6 +309,11 @@ impl FetchContext {
 }
 
 fn fetcher(ctx: Arc<FetchContext>, queue: Arc<JobQueue>, results: SyncSender<Event>) {
+    let _alarm = PanicAlarm {
+        events: results.clone(),
+        thread: "fetcher",
+        alive: None,
+    };
     while let Some(job) = queue.pop(&ctx.stop) {
         let result = ctx.work(&job);
         if results
@@ -364,8 +381,15 @@ fn id_key(order_id: &str) -> u64 {
     })
 }
 
-/// What the coordinator hears about: a fetcher's page or decryption, or a committed day.
+/// What the coordinator hears about: a fetcher's page or decryption, a committed day, or a
+/// thread of the pipeline that stopped for good.
 enum Event {
+    /// The stager failed (its error is in its slot), or a thread panicked (`error`). A
+    /// `generation` is that of the stager's segment; `None` concerns every segment.
+    Stopped {
+        generation: Option<u64>,
+        error: Option<Error>,
+    },
     Fetched(Fetched),
     Committed {
         generation: u64,
@@ -394,28 +418,66 @@ enum StageCmd {
     Seal(CommitCmd),
 }
 
+/// Tells the coordinator when the thread it lives in ends: `alive` goes false on any exit, and
+/// a panic is reported as an event at once, so that no wait is left hanging on an answer that
+/// will never come.
+struct PanicAlarm {
+    events: SyncSender<Event>,
+    thread: &'static str,
+    alive: Option<Arc<AtomicBool>>,
+}
+
+impl Drop for PanicAlarm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The coordinator drains events until it returns, then the send fails: bounded.
+            let _ = self.events.send(Event::Stopped {
+                generation: None,
+                error: Some(Error::Bug(format!("the {} thread panicked", self.thread))),
+            });
+        }
+        if let Some(alive) = &self.alive {
+            alive.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The second database connection: streams pages into staging tables while the run's own
 /// connection (the committer, which holds the account's lock) commits days. PostgreSQL's work
 /// is spread over two backends and the coordinator never waits for either.
 struct Stager {
     commands: SyncSender<StageCmd>,
     failure: Arc<Mutex<Option<Error>>>,
+    /// False once the thread has ended, however.
+    alive: Arc<AtomicBool>,
 }
 
 impl Stager {
+    /// Connect and start the thread. A failure is kept in the slot and announced to the
+    /// coordinator at once (`Event::Stopped`), whatever the coordinator is waiting for.
     fn start(
         config: &Config,
         commits: SyncSender<CommitCmd>,
+        events: SyncSender<Event>,
+        generation: u64,
         stop: &Stop,
     ) -> Result<Stager, Error> {
         let mut store = Store::connect(config.database())?;
+        store.set_application_name("douyin-order-sync stage")?;
         let (commands, received) = mpsc::sync_channel::<StageCmd>(12);
         let failure = Arc::new(Mutex::new(None));
         let slot = Arc::clone(&failure);
+        let alive = Arc::new(AtomicBool::new(true));
+        let alarm = PanicAlarm {
+            events: events.clone(),
+            thread: "staging",
+            alive: Some(Arc::clone(&alive)),
+        };
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("stage".into())
             .spawn(move || {
+                let _alarm = alarm;
                 for command in received {
                     if stop.signal().is_some() {
                         return;
@@ -433,22 +495,47 @@ impl Stager {
                     };
                     if let Err(e) = done {
                         *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        return; // dropping `received` makes the coordinator's next send fail
+                        // Dropping `received` makes the coordinator's next send fail; the event
+                        // reaches it even when it sends nothing more (waiting for a commit).
+                        let _ = events.send(Event::Stopped {
+                            generation: Some(generation),
+                            error: None,
+                        });
+                        return;
                     }
                 }
             })
             .map_err(|e| Error::Bug(format!("cannot start the staging thread: {e}")))?;
-        Ok(Stager { commands, failure })
+        Ok(Stager {
+            commands,
+            failure,
+            alive,
+        })
     }
 
-    fn send(&self, command: StageCmd) -> Result<(), Error> {
-        self.commands.send(command).map_err(|_| {
-            self.failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take()
-                .unwrap_or_else(|| Error::Database("the staging connection stopped".into()))
-        })
+    /// Hand the stager a command, waiting while its queue is full, but never past a signal.
+    fn send(&self, command: StageCmd, stop: &Stop) -> Result<(), Error> {
+        let mut command = command;
+        loop {
+            match self.commands.try_send(command) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::TrySendError::Disconnected(_)) => return Err(self.failure()),
+                Err(mpsc::TrySendError::Full(c)) => {
+                    stop.check()?;
+                    command = c;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+
+    /// Why the stager stopped.
+    fn failure(&self) -> Error {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| Error::Database("the staging connection stopped".into()))
     }
 }
 
@@ -461,7 +548,13 @@ fn committer(
     commits: mpsc::Receiver<CommitCmd>,
     events: SyncSender<Event>,
     stop: &Stop,
+    alive: Arc<AtomicBool>,
 ) {
+    let _alarm = PanicAlarm {
+        events: events.clone(),
+        thread: "commit",
+        alive: Some(alive),
+    };
     for cmd in commits {
         if stop.signal().is_some() {
             return;
@@ -469,6 +562,9 @@ fn committer(
         let started = Instant::now();
         let result = store.commit_day(&cmd.stage, account_id, key, cmd.checkpoint, cmd.monotonic);
         let failed = result.is_err();
+        if !failed {
+            stop.day_committed(); // wakes the task_monitor heartbeat
+        }
         let event = Event::Committed {
             generation: cmd.generation,
             day: cmd.day,
@@ -484,8 +580,11 @@ fn committer(
 /// The coordinator of one account's days.
 struct Pipeline<'a> {
     config: &'a Config,
+    stop: Stop,
     /// The stager of the current segment (a segment ends at a lost connection).
     stager: Option<Stager>,
+    /// Whether the committer of the current segment still runs.
+    committer_alive: Arc<AtomicBool>,
     plan: &'a Plan,
     queue: Arc<JobQueue>,
     days: Vec<Option<DayState>>,
@@ -516,7 +615,7 @@ impl Pipeline<'_> {
     /// with the session). Any other error ends the account.
     fn stage(&self, command: StageCmd) -> Result<(), Error> {
         match &self.stager {
-            Some(stager) => stager.send(command),
+            Some(stager) => stager.send(command, &self.stop),
             None => Err(Error::Bug("no staging connection".into())),
         }
     }
@@ -538,6 +637,14 @@ impl Pipeline<'_> {
     fn on_event(&mut self, event: Event) -> Result<(), Error> {
         match event {
             Event::Fetched(fetched) => self.handle(fetched),
+            Event::Stopped {
+                generation: Some(g),
+                ..
+            } if g != self.generation => Ok(()),
+            Event::Stopped { error, .. } => Err(error.unwrap_or_else(|| match &self.stager {
+                Some(stager) => stager.failure(),
+                None => Error::Database("the staging connection stopped".into()),
+            })),
             Event::Committed { generation, .. } if generation != self.generation => Ok(()),
             Event::Committed {
                 day,
@@ -972,7 +1079,9 @@ pub fn sync_days(
     let account = plan.key.account_id.as_str();
     let mut pipeline = Pipeline {
         config,
+        stop: stop.clone(),
         stager: None,
+        committer_alive: Arc::new(AtomicBool::new(false)),
         plan,
         queue: Arc::clone(&queue),
         days: (0..plan.days.len()).map(|_| None).collect(),
@@ -1009,12 +1118,17 @@ pub fn sync_days(
                 let (commit_tx, commit_rx) = mpsc::sync_channel::<CommitCmd>(pipeline.lookahead);
                 let events = tx.clone();
                 let store = &mut *store;
-                let committer = scope
-                    .spawn(move || committer(store, account, &plan.key, commit_rx, events, stop));
-                let result = Stager::start(config, commit_tx, stop).and_then(|stager| {
-                    pipeline.stager = Some(stager);
-                    pipeline.run_segment(&rx, stop)
+                let alive = Arc::new(AtomicBool::new(true));
+                pipeline.committer_alive = Arc::clone(&alive);
+                let committer = scope.spawn(move || {
+                    committer(store, account, &plan.key, commit_rx, events, stop, alive)
                 });
+                let generation = pipeline.generation;
+                let result = Stager::start(config, commit_tx, tx.clone(), generation, stop)
+                    .and_then(|stager| {
+                        pipeline.stager = Some(stager);
+                        pipeline.run_segment(&rx, stop)
+                    });
                 // Closing the stager's channel ends it, which ends the committer; keep taking
                 // events meanwhile so that neither blocks on a full channel.
                 pipeline.stager = None;
@@ -1067,9 +1181,9 @@ pub fn sync_days(
         pipeline.time_committing.as_secs_f64(),
         pipeline.time_waiting.as_secs_f64()
     );
-    // Uncommitted days' staging tables: dropped now if they are free within a second, else by
+    // Uncommitted days' staging tables (after an error or a remote stop): dropped now if they are free within a second, else by
     // the next run of this account.
-    if result.is_err() && !store.is_closed() {
+    if (result.is_err() || pipeline.next_commit < plan.days.len()) && !store.is_closed() {
         let leftovers: Vec<Stage> = (pipeline.next_commit..pipeline.next_schedule)
             .map(|d| Stage::new(account, d))
             .collect();
@@ -1129,8 +1243,17 @@ impl Pipeline<'_> {
     /// Run until every day is committed, an error, or a signal.
     fn run_segment(&mut self, rx: &mpsc::Receiver<Event>, stop: &Stop) -> Result<(), Error> {
         self.schedule()?;
+        // A remote STOP (task_monitor): the day in flight commits, then the segment ends.
+        let mut hold_at = None;
         while self.next_commit < self.plan.days.len() {
             stop.check()?;
+            if stop.held() {
+                let at = *hold_at.get_or_insert(self.next_commit + 1);
+                if self.next_commit >= at {
+                    self.queue.clear();
+                    return Ok(());
+                }
+            }
             if let Some((day, _)) = &self.failure {
                 if self.next_commit >= *day {
                     if let Some((_, error)) = self.failure.take() {
@@ -1143,7 +1266,7 @@ impl Pipeline<'_> {
             self.time_waiting += waiting.elapsed();
             match received {
                 Ok(event) => self.on_event(event)?,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.check_threads(rx)?,
                 Err(RecvTimeoutError::Disconnected) => {
                     stop.check()?;
                     return Err(Error::Bug("every fetcher stopped".into()));
@@ -1151,6 +1274,31 @@ impl Pipeline<'_> {
             }
         }
         Ok(())
+    }
+
+    /// No event for a while: make sure the stager and the committer still run. Either ends only
+    /// on an error it reports first (or a signal), so its report is taken from the channel;
+    /// should one ever end without a word, the segment still ends instead of waiting forever.
+    fn check_threads(&mut self, rx: &mpsc::Receiver<Event>) -> Result<(), Error> {
+        let stager_gone = self
+            .stager
+            .as_ref()
+            .is_some_and(|s| !s.alive.load(Ordering::SeqCst));
+        let committer_gone = !self.committer_alive.load(Ordering::SeqCst);
+        if !stager_gone && !committer_gone {
+            return Ok(());
+        }
+        self.stop.check()?;
+        while let Ok(event) = rx.try_recv() {
+            self.on_event(event)?;
+        }
+        if self.next_commit >= self.plan.days.len() {
+            return Ok(());
+        }
+        Err(match &self.stager {
+            Some(stager) if stager_gone => stager.failure(),
+            _ => Error::Database("the commit connection stopped".into()),
+        })
     }
 
     /// An event that arrives after its segment ended: a committed day still counts; pages are
@@ -1190,6 +1338,43 @@ mod tests {
         assert_eq!(count(0, "order"), "0 orders");
         assert_eq!(count(3, "retry"), "3 retries");
         assert_eq!(count(3, "day"), "3 days");
+    }
+
+    #[test]
+    fn a_thread_that_panics_tells_the_coordinator_at_once() {
+        let (events, received) = mpsc::sync_channel::<Event>(1);
+        let alive = Arc::new(AtomicBool::new(true));
+        let alarm = PanicAlarm {
+            events,
+            thread: "staging",
+            alive: Some(Arc::clone(&alive)),
+        };
+        let thread = std::thread::spawn(move || {
+            let _alarm = alarm;
+            panic!("a bug");
+        });
+        assert!(thread.join().is_err());
+        match received.recv_timeout(Duration::from_secs(5)) {
+            Ok(Event::Stopped {
+                generation: None,
+                error: Some(Error::Bug(m)),
+            }) => assert!(m.contains("staging thread panicked"), "{m}"),
+            _ => panic!("no Stopped event"),
+        }
+        assert!(!alive.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_thread_that_ends_normally_only_clears_its_flag() {
+        let (events, received) = mpsc::sync_channel::<Event>(1);
+        let alive = Arc::new(AtomicBool::new(true));
+        drop(PanicAlarm {
+            events,
+            thread: "commit",
+            alive: Some(Arc::clone(&alive)),
+        });
+        assert!(received.try_recv().is_err());
+        assert!(!alive.load(Ordering::SeqCst));
     }
 
     #[test]

@@ -11,16 +11,17 @@
 //! transaction-level advisory lock, so two runs starting together fetch at most one token.
 //! Expiry is reckoned by the database's clock, which every host running the job shares.
 //!
-//! The very first run on a database starts before migration 0005 has created the table: it
-//! fetches its token while the migrations run and stores it once they are done.
+//! The very first run on a database gets its token before migration 0005 has created the table
+//! (the token call comes first: it shows that API_BASE_URL is Douyin before anything is
+//! written); it stores the token once the migrations are done ([`TokenCache::migrated`]).
 
 use crate::config::{Config, Secret};
 use crate::douyin::{FreshToken, TokenKeeper, TOKEN_RENEW_MARGIN_SECS};
 use crate::error::Error;
 use crate::stop::Stop;
 use crate::store::SideConnection;
-use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// The token store of one app and API base.
 pub struct TokenCache {
@@ -31,20 +32,16 @@ pub struct TokenCache {
     stop: Stop,
     /// `check` reads a stored token but never writes one.
     read_only: bool,
-    /// Until the migrations are known to be applied (the first run on a database): the signal
-    /// that they are. `None` once the table is there.
-    migrated: Mutex<Option<Receiver<()>>>,
+    /// Whether the table is known to exist (checked once).
+    table: Mutex<Option<bool>>,
+    /// A token fetched before the table existed, to store once it does: (token, lifetime in
+    /// seconds when fetched, when).
+    pending: Mutex<Option<(Secret, i64, Instant)>>,
 }
 
 impl TokenCache {
-    /// A cache on `side`. `migrated`, when given, says when the migrations have been applied
-    /// (the table may not exist before).
-    pub fn new(
-        config: &Config,
-        side: Arc<SideConnection>,
-        stop: &Stop,
-        migrated: Option<Receiver<()>>,
-    ) -> TokenCache {
+    /// A cache on `side` (the table may not exist yet: see [`TokenCache::migrated`]).
+    pub fn new(config: &Config, side: Arc<SideConnection>, stop: &Stop) -> TokenCache {
         TokenCache {
             side,
             app_id: config.app_id().to_string(),
@@ -52,7 +49,8 @@ impl TokenCache {
             credential: crate::crypto::secret_fingerprint(config.app_secret().expose()),
             stop: stop.clone(),
             read_only: false,
-            migrated: Mutex::new(migrated),
+            table: Mutex::new(None),
+            pending: Mutex::new(None),
         }
     }
 
@@ -60,30 +58,42 @@ impl TokenCache {
     pub fn read_only(config: &Config, side: Arc<SideConnection>, stop: &Stop) -> TokenCache {
         TokenCache {
             read_only: true,
-            ..TokenCache::new(config, side, stop, None)
+            ..TokenCache::new(config, side, stop)
         }
     }
 
-    /// Whether the token table can be used now: it exists, or the migrations that create it
-    /// have been applied (waiting for them when `wait`). False when they failed (the run ends
-    /// with that error anyway).
-    fn table_ready(&self, wait: bool) -> bool {
-        let mut migrated = self.migrated.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(signal) = migrated.as_ref() else {
-            return true;
+    /// Whether the token table exists (asked once; false when the database cannot tell).
+    fn table_exists(&self) -> bool {
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if table.is_none() {
+            *table = Some(self.side.with(|s| s.has_token_table()).unwrap_or(false));
+        }
+        table.unwrap_or(false)
+    }
+
+    /// The migrations are applied: store a token fetched before the table existed.
+    pub fn migrated(&self) {
+        let pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        *self.table.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let Some((token, lifetime, fetched)) = pending else {
+            return;
         };
-        if self.side.with(|s| s.has_token_table()).unwrap_or(false) {
-            *migrated = None;
-            return true;
+        if self.read_only || !self.table_exists() {
+            return;
         }
-        if !wait {
-            return false;
+        let left = lifetime - fetched.elapsed().as_secs() as i64 - 1;
+        let stored = self.side.with(|s| {
+            s.with_token_lock(&self.stop, |tx| {
+                tx.write(&self.app_id, &self.api_base, &self.credential, &token, left)
+            })
+        });
+        if let Err(e) = stored {
+            log::warn!("the client token could not be stored for the next run: {e}");
         }
-        let applied = signal.recv().is_ok();
-        if applied {
-            *migrated = None;
-        }
-        applied
     }
 }
 
@@ -93,26 +103,12 @@ impl TokenKeeper for TokenCache {
         refused: Option<&Secret>,
         fetch: &dyn Fn() -> Result<FreshToken, Error>,
     ) -> Result<(Secret, i64), Error> {
-        if !self.table_ready(false) {
-            // The first run on this database: fetch now, in parallel with the migrations, and
-            // store the token once they have created the table.
+        if !self.table_exists() {
+            // The first run on this database: keep the token until the migrations have made
+            // its table.
             let fresh = fetch()?;
-            if !self.read_only && self.table_ready(true) {
-                let stored = self.side.with(|s| {
-                    s.with_token_lock(&self.stop, |tx| {
-                        tx.write(
-                            &self.app_id,
-                            &self.api_base,
-                            &self.credential,
-                            &fresh.token,
-                            fresh.lifetime_secs,
-                        )
-                    })
-                });
-                if let Err(e) = stored {
-                    log::warn!("the client token could not be stored for the next run: {e}");
-                }
-            }
+            *self.pending.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((fresh.token.clone(), fresh.lifetime_secs, Instant::now()));
             return Ok((fresh.token, fresh.lifetime_secs));
         }
         // The fetch's own result is carried out of the transaction separately: a refusal

@@ -1137,6 +1137,30 @@ fn latency_delays_order_queries() {
 }
 
 #[test]
+fn a_silent_token_endpoint_holds_the_call_unanswered_until_the_fault_is_lifted() {
+    let server = FakeDouyin::start(FakeConfig::default());
+    server.set_faults(Faults {
+        silent_token: true,
+        ..Faults::default()
+    });
+    let impatient = ureq::AgentBuilder::new()
+        .timeout(Duration::from_millis(800))
+        .build();
+    let started = Instant::now();
+    let result = impatient
+        .post(&format!("{}{TOKEN_PATH}", server.base_url()))
+        .send_string(&good_token_body().to_string());
+    assert!(
+        matches!(result, Err(ureq::Error::Transport(_))),
+        "answered: {result:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(server.requests()[0].outcome, "silent");
+    server.set_faults(Faults::default());
+    assert!(token(&agent(), &server).starts_with("clt."));
+}
+
+#[test]
 fn dropping_the_server_stops_it() {
     let server = FakeDouyin::start(FakeConfig::default());
     let addr = server.addr();

@@ -125,7 +125,7 @@ fn the_python_tools_table_is_adopted_in_place_and_its_queries_still_run() {
         Some(format!("{}.{:02}", fen / 100, fen % 100).as_str())
     );
     assert_eq!(s.create_time, int(&old[3].json["create_order_time"]));
-    // The seed's other table is left alone.
+    // The seed's other table (not the shape of the Python tool's task_monitor) is left alone.
     assert_eq!(
         w.count("SELECT count(*) FROM task_monitor WHERE status = 'running'"),
         1
@@ -215,7 +215,13 @@ fn the_python_tools_env_file_works_as_it_is() {
         .filter(|l| l.contains("SYNC_INTERVAL"))
         .collect();
     assert_eq!(notes.len(), 1, "{}", out.report());
-    assert!(notes[0].contains("TASK_ID") && notes[0].contains("scheduler"));
+    // TASK_ID is no longer ignored: it names the task_monitor row.
+    assert!(notes[0].contains("scheduler") && !notes[0].contains("TASK_ID"));
+    assert!(
+        notes[0].contains("SYNC_INTERVAL belongs"),
+        "{}",
+        out.report()
+    );
 }
 
 #[test]

@@ -103,7 +103,8 @@ fn base(db_url: &str, json: bool) -> Cmd {
         .env("LOG_FORMAT", if json { "json" } else { "text" })
 }
 
-/// A server without TLS whose role `sync` logs in with a password (scram-sha-256).
+/// A server without TLS whose role `sync` logs in with a password (scram-sha-256) and may
+/// create tables in schema public.
 fn password_server() -> ThrowawayCluster {
     let dir = temp_dir("hba");
     let hba = dir.join("pg_hba.conf");
@@ -125,7 +126,10 @@ fn password_server() -> ThrowawayCluster {
     ])
     .unwrap_or_else(|e| panic!("cannot start PostgreSQL with password auth: {e}"));
     let mut admin = postgres::Client::connect(cluster.url(), postgres::NoTls).unwrap();
-    admin.batch_execute("CREATE ROLE sync LOGIN").unwrap();
+    // The rights a run needs (`check` refuses a role that may not create its staging tables).
+    admin
+        .batch_execute("CREATE ROLE sync LOGIN; GRANT CREATE ON SCHEMA public TO sync")
+        .unwrap();
     cluster
 }
 

@@ -110,6 +110,9 @@ pub struct Faults {
     pub query_error: Option<i64>,
     /// Every token call answers this code.
     pub token_error: Option<i64>,
+    /// Token calls are read and never answered: the connection stays open, silent, until the
+    /// fault is lifted or the server stops (a hung gateway).
+    pub silent_token: bool,
     /// Per-account forced code (order queries and decrypt calls).
     pub account_errors: Vec<(String, i64)>,
     /// Where the error code is put.
@@ -162,7 +165,8 @@ pub struct RecordedRequest {
     pub body: String,
     /// "ok", "busy 2119002", "http 502", "cut", "rate 2119003", "expired 28001008",
     /// "invalid token 2190002", "error 2119005", "param 2100005", "token error 10013",
-    /// "not found", "bad request", or "pending" while being answered.
+    /// "not found", "bad request", "silent" while a silent token call is held, or "pending" while
+    /// being answered.
     pub outcome: String,
 }
 
@@ -1026,6 +1030,13 @@ fn handle(shared: &Shared, req: &Request) -> Reply {
     let params: BTreeMap<String, String> = pairs.iter().cloned().collect();
     let arrival = shared.record(req, path, &params);
     let (reply, outcome) = match (req.method.as_str(), path) {
+        ("POST", TOKEN_PATH) if arrival.faults.silent_token => {
+            shared.set_outcome(arrival.index, "silent".to_string());
+            while lock(&shared.ctl).faults.silent_token && !shared.stop.load(Ordering::SeqCst) {
+                thread::sleep(POLL);
+            }
+            handle_token(shared, req)
+        }
         ("POST", TOKEN_PATH) => handle_token(shared, req),
         ("GET", ORDER_QUERY_PATH) => handle_query(shared, req, &pairs, &params, &arrival),
         ("POST", DECRYPT_PATH) => handle_decrypt(shared, req, &arrival),

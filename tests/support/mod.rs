@@ -8,6 +8,7 @@
 
 pub mod fake_douyin;
 pub mod pg;
+pub mod pushgateway;
 pub mod setup;
 
 use std::ffi::OsString;
@@ -69,6 +70,8 @@ pub struct Cmd {
     envs: Vec<(String, String)>,
     cwd: PathBuf,
     temp: Arc<DirGuard>,
+    /// Close the read end of stdout at once, as `| head -1` does after its line.
+    close_stdout: bool,
 }
 
 impl Default for Cmd {
@@ -91,7 +94,15 @@ impl Cmd {
             envs,
             cwd: dir.clone(),
             temp: Arc::new(DirGuard(dir)),
+            close_stdout: false,
         }
+    }
+
+    /// Closes the read end of the binary's stdout as soon as it starts (like a reader that has
+    /// seen enough: `| head -1`): every write to stdout then fails with EPIPE.
+    pub fn stdout_closed(mut self) -> Cmd {
+        self.close_stdout = true;
+        self
     }
 
     /// Sets (or replaces) one environment variable.
@@ -174,7 +185,13 @@ impl Cmd {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command}: {e}"));
-        let stdout = child.stdout.take().map(read_in_background);
+        let stdout = child.stdout.take();
+        let stdout = if self.close_stdout {
+            drop(stdout);
+            None
+        } else {
+            stdout.map(read_in_background)
+        };
         let stderr = child.stderr.take().map(read_in_background);
         Child {
             inner: Some(Running {

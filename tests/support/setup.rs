@@ -197,20 +197,6 @@ pub fn assert_stored_exactly(served: &GeneratedOrder, stored: &StoredOrder) {
     assert_eq!(stored.phone, served.expected_phone, "phone of {id}");
 }
 
-/// How many migrations `sql/` holds (`0001_….sql`, …): a run applies each once.
-pub fn migration_count() -> i64 {
-    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
-        .unwrap()
-        .filter(|f| {
-            let name = f.as_ref().unwrap().file_name();
-            let name = name.to_string_lossy();
-            name.ends_with(".sql")
-                && name.len() > 4
-                && name.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-        })
-        .count() as i64
-}
-
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -231,3 +217,23 @@ pub const SEED_QUERIES: &[&str] = &[
     "SELECT \n    DATE(pay_time) as date,\n    COUNT(*) as order_count,\n    SUM(pay_amount) as total_amount\nFROM orders\nGROUP BY DATE(pay_time)\nORDER BY date DESC;",
     "SELECT \n    sku_id,\n    sku_name,\n    COUNT(*) as order_count,\n    SUM(pay_amount) as total_amount\nFROM orders\nGROUP BY sku_id, sku_name\nORDER BY order_count DESC;",
 ];
+
+/// How many migrations there are: the files `sql/NNNN_*.sql` (one row each in
+/// `douyin_order_sync_migrations` once applied).
+pub fn migration_count() -> i64 {
+    std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
+        .unwrap()
+        .filter(|e| {
+            let name = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            name.len() > 9
+                && name[..4].bytes().all(|b| b.is_ascii_digit())
+                && name.as_bytes()[4] == b'_'
+                && name.ends_with(".sql")
+        })
+        .count() as i64
+}

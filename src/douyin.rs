@@ -330,7 +330,7 @@ struct QueryAnswer {
 
 #[derive(Deserialize)]
 struct QueryData {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "order_list")]
     orders: Option<Vec<Box<RawValue>>>,
     #[serde(default)]
     page: Option<PageInfo>,
@@ -338,6 +338,48 @@ struct QueryData {
     error_code: Option<Num>,
     #[serde(default)]
     description: Option<String>,
+}
+
+/// `data.orders`: a list of records, each kept as its text whatever it is (`order` judges each
+/// one, so that one odd record does not cost the page). Anything else is an error that names its
+/// kind only: serde's own message would quote a string, and this one may hold customer data.
+fn order_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<Box<RawValue>>>, D::Error> {
+    struct List;
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Option<Vec<Box<RawValue>>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of orders")
+        }
+
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut orders = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(order) = seq.next_element::<Box<RawValue>>()? {
+                orders.push(order);
+            }
+            Ok(Some(orders))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Err(E::custom("data.orders is a string, not a list"))
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(serde::de::Error::custom(
+                "data.orders is an object, not a list",
+            ))
+        }
+    }
+    deserializer.deserialize_any(List)
 }
 
 #[derive(Deserialize)]
@@ -1112,6 +1154,38 @@ mod tests {
         let keys: Vec<_> = q.params().into_iter().map(|(k, _)| k).collect();
         assert!(keys.contains(&"create_order_start_time") && keys.contains(&"order_status"));
         assert!(keys.contains(&"get_secret_number"));
+    }
+
+    #[test]
+    fn orders_of_any_shape_are_kept_as_text_and_a_wrong_list_is_not_quoted() {
+        let answer: QueryAnswer = serde_json::from_str(
+            r#"{"data":{"orders":[{"order_id":"1"},[1,2],"x",null,{"a":{"a":{"a":1}}}],"page":{"total":5}}}"#,
+        )
+        .unwrap();
+        let orders = answer.data.unwrap().orders.unwrap();
+        let orders: Vec<&str> = orders.iter().map(|o| o.get()).collect();
+        assert_eq!(
+            orders,
+            [
+                r#"{"order_id":"1"}"#,
+                "[1,2]",
+                r#""x""#,
+                "null",
+                r#"{"a":{"a":{"a":1}}}"#
+            ]
+        );
+        for orders in [r#""客户 13800138000""#, r#"{"phone":"13800138000"}"#] {
+            let text = format!(r#"{{"data":{{"orders":{orders},"page":{{"total":1}}}}}}"#);
+            let error = serde_json::from_str::<QueryAnswer>(&text)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(error.starts_with("data.orders is"), "{error}");
+            assert!(!error.contains("13800138000"), "{error}");
+        }
+        let answer: QueryAnswer =
+            serde_json::from_str(r#"{"data":{"orders":null,"page":{"total":0}}}"#).unwrap();
+        assert!(answer.data.unwrap().orders.is_none());
     }
 
     #[test]

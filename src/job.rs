@@ -271,6 +271,7 @@ fn sync_accounts(
         .and_then(|()| fill_phones(phones, douyin, account));
         if let Some(r) = report.accounts.get_mut(index) {
             r.records = stats.orders;
+            r.rejected = Some(stats.rejected);
         }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
@@ -283,8 +284,17 @@ fn sync_accounts(
         totals.inserted += stats.inserted;
         totals.updated += stats.updated;
         totals.pages += stats.pages;
+        totals.rejected += stats.rejected;
         match result {
-            Ok(()) => per_account.push(format!("{account}: {} orders", stats.orders)),
+            Ok(()) => per_account.push(format!(
+                "{account}: {} orders{}",
+                stats.orders,
+                if stats.rejected > 0 {
+                    format!(", {} quarantined", stats.rejected)
+                } else {
+                    String::new()
+                }
+            )),
             Err(e @ Error::Interrupted(_)) => {
                 log::info!(
                     "interrupted: {} days, {} orders committed before the signal; a rerun resumes",
@@ -315,16 +325,25 @@ fn sync_accounts(
     record.pages = totals.pages as i64;
     record.requests = requests as i64;
     record.retries = retries as i64;
+    record.rejected = totals.rejected as i64;
     log::info!(
         summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
-        updated = totals.updated, pages = totals.pages, requests = requests, retries = retries,
-        seconds = seconds;
-        "{}: {}, {} ({} new, {} changed), {}, {}, {}, {}, {seconds:.1} s, {rate:.0} orders/s{}",
+        updated = totals.updated, rejected = totals.rejected, pages = totals.pages,
+        requests = requests, retries = retries, seconds = seconds;
+        "{}: {}, {} ({} new, {} changed{}), {}, {}, {}, {}, {seconds:.1} s, {rate:.0} orders/s{}",
         if worst.is_some() { "finished with errors" } else { "done" },
         sync::count(totals.days as u64, "day"),
         sync::count(totals.orders, "order"),
         totals.inserted,
         totals.updated,
+        if totals.rejected > 0 {
+            format!(
+                ", {} quarantined in rejected_records",
+                sync::count(totals.rejected, "record")
+            )
+        } else {
+            String::new()
+        },
         sync::count(totals.pages, "page"),
         sync::count(requests, "request"),
         sync::count(retries, "retry"),

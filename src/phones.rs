@@ -157,6 +157,14 @@ impl PhoneBook {
         let mut decrypted = 0;
         for (order_id, cipher) in phones {
             let phone = plain.get(cipher).cloned();
+            if phone
+                .as_deref()
+                .is_some_and(|p| !crate::sync::storable_phone(p))
+            {
+                self.not_decrypted(order_id, "the plaintext is not a phone number");
+                out.push((order_id.clone(), None));
+                continue;
+            }
             match (&phone, &quota, &failure) {
                 (Some(_), _, _) => decrypted += 1,
                 (None, Some(refusal), _) => self.over_quota(order_id, refusal),

@@ -3,15 +3,16 @@
 //!
 //! A day's pages are streamed with COPY into a staging table of their own as they arrive (in any
 //! order, several days at once), so memory does not grow with the size of a day. When a day is
-//! complete, one transaction moves it into `orders` (one `INSERT … ON CONFLICT`), advances the
-//! checkpoint and drops the staging table; the transaction rolls back on drop, so an early `?` or
-//! a crash leaves the previous state. Staging tables are UNLOGGED (no WAL) rather than temporary
+//! complete, one transaction moves it into `orders` (one `INSERT … ON CONFLICT`), takes the day's
+//! orders out of the quarantine (`rejected_records`) and puts the day's quarantined records in,
+//! advances the checkpoint and drops the staging table; the transaction rolls back on drop, so an
+//! early `?` or a crash leaves the previous state. Staging tables are UNLOGGED (no WAL) rather than temporary
 //! so that one connection can stream pages while another commits days; a killed run's leftovers
 //! are dropped by the next run of the same account. This module knows nothing of HTTP.
 
 use crate::config::{Database, TlsMode};
 use crate::error::Error;
-use crate::order::{fen_to_yuan, OrderRow};
+use crate::order::{fen_to_yuan, OrderRow, Rejected};
 use postgres::{Client, NoTls};
 use std::io::Write;
 
@@ -19,6 +20,11 @@ use std::io::Write;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "orders", include_str!("../sql/0001_orders.sql")),
     (2, "sync_runs", include_str!("../sql/0002_sync_runs.sql")),
+    (
+        3,
+        "rejected_records",
+        include_str!("../sql/0003_rejected_records.sql"),
+    ),
     (
         4,
         "task_monitor",
@@ -31,12 +37,19 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
 ];
 
+/// The `stream` of order records in `rejected_records`.
+pub const ORDERS_STREAM: &str = "orders";
+
 /// What a run does to the job's tables (those that exist; migrations create the others).
 const REQUIRED_PRIVILEGES: &[(&str, &[&str])] = &[
     ("orders", &["SELECT", "INSERT", "UPDATE"]),
     ("sync_checkpoints", &["SELECT", "INSERT", "UPDATE"]),
     ("sync_runs", &["SELECT", "INSERT", "UPDATE"]),
     ("douyin_order_sync_migrations", &["SELECT", "INSERT"]),
+    (
+        "rejected_records",
+        &["SELECT", "INSERT", "UPDATE", "DELETE"],
+    ),
     ("douyin_client_tokens", &["SELECT", "INSERT", "UPDATE"]),
     ("douyin_phone_refusals", &["SELECT", "INSERT", "UPDATE"]),
 ];
@@ -75,6 +88,8 @@ pub struct RunRecord {
     pub pages: i64,
     pub requests: i64,
     pub retries: i64,
+    /// Records quarantined in `rejected_records`.
+    pub rejected: i64,
     pub exit_code: i32,
     pub error: Option<String>,
 }
@@ -86,6 +101,8 @@ pub struct DayWrite {
     pub orders: u64,
     pub inserted: u64,
     pub updated: u64,
+    /// Records quarantined in `rejected_records` with the day.
+    pub rejected: u64,
 }
 
 pub struct Store {
@@ -454,7 +471,8 @@ impl Store {
                 "UPDATE sync_runs SET finished_at = now(),
                         window_start = to_timestamp($2::bigint), window_end = to_timestamp($3::bigint),
                         days = $4, orders = $5, inserted = $6, updated = $7, pages = $8,
-                        requests = $9, retries = $10, exit_code = $11, error = $12
+                        requests = $9, retries = $10, exit_code = $11, error = $12,
+                        rejected = $13
                   WHERE id = $1",
                 &[
                     &id,
@@ -469,6 +487,7 @@ impl Store {
                     &run.retries,
                     &run.exit_code,
                     &run.error,
+                    &run.rejected,
                 ],
             )
             .map_err(self.err("record the run"))?;
@@ -589,6 +608,9 @@ impl Store {
     /// transaction. A `monotonic` checkpoint (incremental mode, whose first day may end inside
     /// the overlap) never moves back. Among duplicates (pages overlap at slice edges, a slice fetched twice) the
     /// latest `update_time` wins, and an older state never overwrites a newer one.
+    ///
+    /// In the same transaction: the day's orders leave `rejected_records` (they arrived
+    /// well-formed), then the day's quarantined records (`date`, one per record) go in.
     pub fn commit_day(
         &mut self,
         stage: &Stage,
@@ -596,6 +618,7 @@ impl Store {
         key: &CheckpointKey,
         checkpoint: Checkpoint,
         monotonic: bool,
+        (date, rejected): (&str, &[Rejected]),
     ) -> Result<DayWrite, Error> {
         let masked = self.masked_url.clone();
         let err = |c: &'static str| {
@@ -652,7 +675,41 @@ impl Store {
             orders: row.get::<_, i64>(0) as u64,
             inserted: row.get::<_, i64>(1) as u64,
             updated: row.get::<_, i64>(2) as u64,
+            rejected: rejected.len() as u64,
         };
+        // Only when the account has quarantined records at all (the EXISTS is evaluated once,
+        // first): most days have none, and then the staging table is not read again.
+        tx.execute(
+            &format!(
+                "DELETE FROM rejected_records AS r USING {stage} AS s
+                  WHERE EXISTS (SELECT 1 FROM rejected_records
+                                 WHERE stream = $1 AND account_id = $2)
+                    AND r.stream = $1 AND r.account_id = $2
+                    AND r.record_key = 'id:' || s.order_id"
+            ),
+            &[&ORDERS_STREAM, &account_id],
+        )
+        .map_err(err("release quarantined records"))?;
+        if !rejected.is_empty() {
+            let ids: Vec<Option<&str>> = rejected.iter().map(|r| r.order_id.as_deref()).collect();
+            let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+            let records: Vec<&str> = rejected.iter().map(|r| r.raw.get()).collect();
+            tx.execute(
+                "INSERT INTO rejected_records AS r
+                        (stream, account_id, record_key, day, record_id, reason, record)
+                 SELECT DISTINCT ON (record_key) $1, $2, record_key, $3::text::date, record_id,
+                        reason, record
+                   FROM (SELECT coalesce('id:' || v.record_id, 'md5:' || md5(v.record))
+                                    AS record_key, v.*
+                           FROM unnest($4::text[], $5::text[], $6::text[])
+                                AS v(record_id, reason, record)) AS v
+                 ON CONFLICT (stream, account_id, record_key) DO UPDATE
+                    SET day = EXCLUDED.day, record_id = EXCLUDED.record_id,
+                        reason = EXCLUDED.reason, record = EXCLUDED.record, last_seen = now()",
+                &[&ORDERS_STREAM, &account_id, &date, &ids, &reasons, &records],
+            )
+            .map_err(err("quarantine records"))?;
+        }
         tx.execute(
             "INSERT INTO sync_checkpoints
                  (account_id, time_field, status_filter, mode_key, synced_until, range_done, updated_at)
@@ -1232,14 +1289,9 @@ fn copy_line(buf: &mut Vec<u8>, row: &OrderRow) {
         }
     }
     let num = |n: Option<i64>| n.map(|v| v.to_string());
-    // jsonb cannot hold U+0000; such an escape (never seen from Douyin) is replaced so that the
-    // day can still be stored.
+    // `order::extract` let through only what jsonb stores as it is (no U+0000, no lone
+    // surrogate, ...).
     let raw = row.raw.get();
-    let raw = if raw.contains("\\u0000") {
-        std::borrow::Cow::Owned(raw.replace("\\u0000", "\\ufffd"))
-    } else {
-        std::borrow::Cow::Borrowed(raw)
-    };
     let columns: [Option<String>; 11] = [
         Some(row.order_id.clone()),
         num(row.order_status),
@@ -1257,7 +1309,7 @@ fn copy_line(buf: &mut Vec<u8>, row: &OrderRow) {
         field(buf, column.as_deref());
         buf.push(b'\t');
     }
-    field(buf, Some(&raw));
+    field(buf, Some(raw));
     buf.push(b'\n');
 }
 

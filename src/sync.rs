@@ -16,20 +16,27 @@
 //! Completeness: a day is first asked whole. When `data.page.total` says a slice holds more than
 //! the API will page to (`page_num × page_size ≤ 10000`), the slice is cut in two by time and each
 //! half asked again, recursively; that works whatever the cursor's wire format is. A slice is
-//! complete when the distinct orders received equal its `total` and every page reported the same
-//! total; otherwise (rows shifted between pages, the total moved) it is fetched again.
+//! complete when the distinct records received (by `order_id` as received) equal its `total` and
+//! every page reported the same total; otherwise (rows shifted between pages, the total moved) it
+//! is fetched again. A slice that comes back the same way [`STABLE_ANSWERS`] times with at least
+//! `total` records, some of them repeated (Douyin lists an order twice), is accepted with a
+//! warning: fetching it again would not change it.
+//!
+//! Quarantine: a record that cannot be stored as it is (see `order`) does not stop its day. It is
+//! kept with its day and written to `rejected_records` in the day's transaction, with a warning
+//! naming its id and the reason once the day is committed.
 
 use crate::config::{Config, TimeField, WindowSpec};
 use crate::crypto::{is_platform_cipher, PhoneCipher};
 use crate::douyin::{Douyin, OrderQuery, DECRYPT_BATCH};
 use crate::error::Error;
-use crate::order::{extract, OrderRow};
+use crate::order::{extract, OrderRow, Rejected};
 use crate::phones::PhoneBook;
 use crate::stop::Stop;
 use crate::store::{Checkpoint, CheckpointKey, DayWrite, Stage, Store};
 use crate::window::{self, Day, Span};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -37,6 +44,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a slice may be fetched again because it came back inconsistent.
 const MAX_SLICE_ATTEMPTS: u32 = 6;
+/// Identical answers after which a slice whose count check fails because records are repeated is
+/// accepted as it is.
+const STABLE_ANSWERS: u32 = 3;
+/// Quarantined records named one by one in the log per day; the rest are counted.
+const REJECTED_LOGGED: usize = 20;
 /// Rows COPied into a day's staging table at once (one COPY per page would cost a round trip
 /// each).
 const STAGE_BATCH: usize = 1000;
@@ -55,6 +67,8 @@ pub struct AccountStats {
     pub updated: u64,
     pub pages: u64,
     pub refetches: u64,
+    /// Records quarantined in `rejected_records` (committed with their day).
+    pub rejected: u64,
     /// The span of the planned days, for the run history.
     pub window: Option<(i64, i64)>,
 }
@@ -171,6 +185,8 @@ enum Outcome {
 
 struct PageRows {
     rows: Vec<OrderRow>,
+    /// Records that cannot be stored as they are (quarantined with their day).
+    rejected: Vec<Rejected>,
     total: u64,
 }
 
@@ -258,17 +274,19 @@ impl FetchContext {
             order_status: self.order_status,
             get_secret_number: self.get_secret_number,
         })?;
-        let logid = page.logid.clone().unwrap_or_default();
         let mut rows = Vec::with_capacity(page.orders.len());
+        let mut rejected = Vec::new();
         for raw in page.orders {
-            rows.push(
-                extract(raw).map_err(|e| Error::Bug(format!("Douyin sent {e} (logid {logid})")))?,
-            );
+            match extract(raw) {
+                Ok(row) => rows.push(row),
+                Err(r) => rejected.push(r),
+            }
         }
         self.decrypt_legacy(&mut rows);
         self.phones.reuse_stored(&mut rows);
         Ok(PageRows {
             rows,
+            rejected,
             total: page.total,
         })
     }
@@ -285,7 +303,10 @@ impl FetchContext {
                 continue;
             }
             match self.cipher.as_ref().map(|c| c.decrypt(cipher_text)) {
-                Some(Ok(phone)) => row.phone = Some(phone),
+                Some(Ok(phone)) if storable_phone(&phone) => row.phone = Some(phone),
+                Some(Ok(_)) => self
+                    .phones
+                    .not_decrypted(&row.order_id, "the plaintext is not a phone number"),
                 Some(Err(e)) => self.phones.not_decrypted(&row.order_id, &e.to_string()),
                 None => self
                     .phones
@@ -306,6 +327,11 @@ impl FetchContext {
         self.stop.check()?;
         Ok(decrypted)
     }
+}
+
+/// A decrypted phone the `phone` column (text, btree-indexed) can hold.
+pub(crate) fn storable_phone(phone: &str) -> bool {
+    !phone.contains('\0') && phone.len() <= crate::order::MAX_KEY_BYTES
 }
 
 fn fetcher(ctx: Arc<FetchContext>, queue: Arc<JobQueue>, results: SyncSender<Event>) {
@@ -332,8 +358,14 @@ struct SliceState {
     total: Option<u64>,
     expected_pages: u32,
     received_pages: u32,
-    /// Distinct order ids received in this attempt (as numbers: real ids are 19 digits).
-    ids: HashSet<u64>,
+    /// Distinct records received in this attempt: `order_id` as received (see [`record_key`]).
+    ids: HashSet<RecordKey>,
+    /// Records received in this attempt, repeated ones included.
+    entries: u64,
+    /// The last failed count check, as (total, distinct, entries, fingerprint of the distinct
+    /// records), and how many answers in a row failed it exactly so.
+    mismatch: Option<(u64, u64, u64, u64)>,
+    same_mismatch: u32,
     /// Replaced by its two halves.
     split: bool,
     done: bool,
@@ -348,6 +380,9 @@ impl SliceState {
             expected_pages: 0,
             received_pages: 0,
             ids: HashSet::new(),
+            entries: 0,
+            mismatch: None,
+            same_mismatch: 0,
             split: false,
             done: false,
         }
@@ -365,20 +400,39 @@ struct DayState {
     decrypts_in_flight: usize,
     /// Rows received but not yet COPied into the staging table (COPY in batches).
     buffer: Vec<OrderRow>,
+    /// Quarantined records of the day, one per record (a slice fetched twice sends them twice).
+    rejected: HashMap<RecordKey, Rejected>,
+    /// Once sealed: (who, why) of each quarantined record, for the log once committed.
+    rejected_log: Vec<(String, String)>,
     pages: u64,
     refetches: u64,
     started: Instant,
 }
 
-/// An order id as a number for the completeness count; ids that are not numbers are hashed
-/// (a collision could only make a slice look short and be fetched again, never lose an order).
-fn id_key(order_id: &str) -> u64 {
-    order_id.parse::<u64>().unwrap_or_else(|_| {
-        use std::hash::{Hash, Hasher};
+/// A record for the completeness count and the quarantine: its `order_id` exactly as received
+/// (`"+5"`, `"05"` and `5` are three orders), or its whole text when it has no usable id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum RecordKey {
+    Id(String),
+    Text(String),
+}
+
+/// The same for the same set of records, whatever their order (orders shifting between pages
+/// while a busy merchant updates them give a different set each time: not a stable answer).
+fn fingerprint(keys: &HashSet<RecordKey>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    keys.iter().fold(0u64, |sum, key| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        order_id.hash(&mut h);
-        h.finish() | (1 << 63)
+        key.hash(&mut h);
+        sum.wrapping_add(h.finish())
     })
+}
+
+fn record_key(rejected: &Rejected) -> RecordKey {
+    match &rejected.order_id {
+        Some(id) => RecordKey::Id(id.clone()),
+        None => RecordKey::Text(rejected.raw.get().to_string()),
+    }
 }
 
 /// What the coordinator hears about: a fetcher's page or decryption, a committed day, or a
@@ -403,7 +457,11 @@ enum Event {
 struct CommitCmd {
     generation: u64,
     day: usize,
+    /// The day's date (Asia/Shanghai), for `rejected_records`.
+    date: String,
     stage: Stage,
+    /// Records quarantined with the day.
+    rejected: Vec<Rejected>,
     checkpoint: Checkpoint,
     monotonic: bool,
 }
@@ -560,7 +618,14 @@ fn committer(
             return;
         }
         let started = Instant::now();
-        let result = store.commit_day(&cmd.stage, account_id, key, cmd.checkpoint, cmd.monotonic);
+        let result = store.commit_day(
+            &cmd.stage,
+            account_id,
+            key,
+            cmd.checkpoint,
+            cmd.monotonic,
+            (&cmd.date, &cmd.rejected),
+        );
         let failed = result.is_err();
         if !failed {
             stop.day_committed(); // wakes the task_monitor heartbeat
@@ -691,6 +756,8 @@ impl Pipeline<'_> {
                 queued_phones: HashSet::new(),
                 decrypts_in_flight: 0,
                 buffer: Vec::new(),
+                rejected: HashMap::new(),
+                rejected_log: Vec::new(),
                 pages: 0,
                 refetches: 0,
                 started: Instant::now(),
@@ -799,19 +866,45 @@ impl Pipeline<'_> {
         let stage = !slice.split;
         if stage && refetch.is_none() {
             for row in &page.rows {
-                slice.ids.insert(id_key(&row.order_id));
+                slice.ids.insert(RecordKey::Id(row.order_id.clone()));
             }
+            for r in &page.rejected {
+                slice.ids.insert(record_key(r));
+            }
+            slice.entries += (page.rows.len() + page.rejected.len()) as u64;
             slice.received_pages += 1;
             if slice.received_pages == slice.expected_pages {
                 let total = slice.total.unwrap_or(0);
-                if slice.ids.len() as u64 == total {
+                let distinct = slice.ids.len() as u64;
+                if distinct == total {
                     slice.done = true;
                     day.open_slices -= 1;
                 } else {
-                    refetch = Some(format!(
-                        "{} distinct orders received, total says {total}",
-                        slice.ids.len()
-                    ));
+                    let answer = (total, distinct, slice.entries, fingerprint(&slice.ids));
+                    // Repeated records, the same way every time: asking again changes nothing.
+                    if slice.entries >= total && slice.mismatch == Some(answer) {
+                        slice.same_mismatch += 1;
+                    } else {
+                        slice.same_mismatch = 1;
+                    }
+                    slice.mismatch = Some(answer);
+                    if slice.entries >= total && slice.same_mismatch >= STABLE_ANSWERS {
+                        slice.done = true;
+                        day.open_slices -= 1;
+                        log::warn!(
+                            "day {}: the slice {}..{} came back the same way {} times ({distinct} distinct orders in {} records, total says {total}): Douyin lists some orders more than once; accepting it",
+                            self.plan.days[day_index].date,
+                            window::format_local(slice.span.start),
+                            window::format_local(slice.span.end),
+                            slice.same_mismatch,
+                            slice.entries
+                        );
+                    } else {
+                        refetch = Some(format!(
+                            "{distinct} distinct orders in {} records received, total says {total}",
+                            slice.entries
+                        ));
+                    }
                 }
             }
         }
@@ -835,6 +928,7 @@ impl Pipeline<'_> {
             slice.total = None;
             slice.received_pages = 0;
             slice.ids.clear();
+            slice.entries = 0;
             day.refetches += 1;
             new_jobs.push(Job {
                 page: 1,
@@ -848,6 +942,11 @@ impl Pipeline<'_> {
         }
         // Stage the rows (also those of a page that triggered a refetch: they are real orders,
         // and the latest update_time wins among duplicates).
+        if stage {
+            for r in page.rejected {
+                day.rejected.insert(record_key(&r), r);
+            }
+        }
         if stage && !page.rows.is_empty() {
             for row in &page.rows {
                 // Phones already stored for the same ciphertext came filled from the fetcher.
@@ -959,12 +1058,25 @@ impl Pipeline<'_> {
                 break;
             }
             self.flush(d)?;
+            let mut rejected: Vec<Rejected> = match self.days[d].as_mut() {
+                Some(state) => state.rejected.drain().map(|(_, r)| r).collect(),
+                None => Vec::new(),
+            };
+            rejected.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+            if let Some(state) = self.days[d].as_mut() {
+                state.rejected_log = rejected
+                    .iter()
+                    .map(|r| (r.describe_id(), r.reason.clone()))
+                    .collect();
+            }
             let day = &self.plan.days[d];
             let range_done = self.plan.range_end.is_some_and(|end| day.span.end >= end);
             self.stage(StageCmd::Seal(CommitCmd {
                 generation: self.generation,
                 day: d,
+                date: day.date.clone(),
                 stage: Stage::new(&self.plan.key.account_id, d),
+                rejected,
                 checkpoint: Checkpoint {
                     synced_until: day.span.end,
                     range_done,
@@ -982,6 +1094,7 @@ impl Pipeline<'_> {
         self.stats.orders += write.orders;
         self.stats.inserted += write.inserted;
         self.stats.updated += write.updated;
+        self.stats.rejected += write.rejected;
         self.stats.pages += state.pages;
         self.stats.refetches += state.refetches;
         let n = self.plan.days.len();
@@ -995,15 +1108,38 @@ impl Pipeline<'_> {
             String::new()
         };
         let seconds = state.started.elapsed().as_secs_f64();
+        for (who, why) in state.rejected_log.iter().take(REJECTED_LOGGED) {
+            log::warn!(
+                day = day.date.as_str(), account = self.plan.key.account_id.as_str();
+                "{}{account}: {who} quarantined in rejected_records: {why}",
+                day.date
+            );
+        }
+        if state.rejected_log.len() > REJECTED_LOGGED {
+            log::warn!(
+                "{}{account}: {} more quarantined in rejected_records",
+                day.date,
+                count(
+                    (state.rejected_log.len() - REJECTED_LOGGED) as u64,
+                    "record"
+                )
+            );
+        }
         log::info!(
             day = day.date.as_str(), account = self.plan.key.account_id.as_str(), orders = write.orders,
-            inserted = write.inserted, updated = write.updated, pages = state.pages, seconds = seconds,
+            inserted = write.inserted, updated = write.updated, rejected = write.rejected,
+            pages = state.pages, seconds = seconds,
             day_index = k as u64, days = n as u64, orders_so_far = self.stats.orders, eta_seconds = left;
-            "{}{account}: {} ({} new, {} changed), {}, {:.1} s; day {k} of {n}, {} so far{}",
+            "{}{account}: {} ({} new, {} changed{}), {}, {:.1} s; day {k} of {n}, {} so far{}",
             day.date,
             count(write.orders, "order"),
             write.inserted,
             write.updated,
+            if write.rejected > 0 {
+                format!(", {} quarantined", write.rejected)
+            } else {
+                String::new()
+            },
             count(state.pages, "page"),
             seconds,
             count(self.stats.orders, "order"),
@@ -1378,8 +1514,24 @@ mod tests {
     }
 
     #[test]
-    fn an_order_id_is_its_number_when_it_is_one() {
-        assert_eq!(id_key("1077940305329948933"), 1077940305329948933);
-        assert_ne!(id_key("abc"), id_key("abd"));
+    fn records_are_told_apart_by_their_id_as_received_or_their_text() {
+        let rejected = |json: &str| match extract(
+            serde_json::value::RawValue::from_string(json.to_string()).unwrap(),
+        ) {
+            Err(r) => r,
+            Ok(_) => panic!("accepted {json}"),
+        };
+        let keys: HashSet<RecordKey> = [
+            r#"{"order_id":"+5","pay_amount":0.5}"#,
+            r#"{"order_id":"05","pay_amount":0.5}"#,
+            r#"{"order_id":5,"pay_amount":0.5}"#,
+            r#"{"order_id":"5","pay_amount":1.5}"#,
+            r#"{"pay_amount":1}"#,
+            r#"{"pay_amount":2}"#,
+        ]
+        .iter()
+        .map(|j| record_key(&rejected(j)))
+        .collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
     }
 }

@@ -15,7 +15,7 @@ fn check_prints_the_plan_and_writes_nothing() {
     for needle in [
         "configuration: ok",
         "database: connected to",
-        "migrations a run would apply: 0001_orders, 0002_sync_runs",
+        "migrations a run would apply: 0001_orders, 0002_sync_runs, 0003_rejected_records",
         "client token ok",
         "range 2024-03-01 00:00:00 .. 2024-03-03 23:59:59 by update time (3 days)",
         "checkpoint: none yet",

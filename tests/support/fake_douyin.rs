@@ -194,6 +194,10 @@ pub struct QueryInfo {
 /// (the store is locked while it runs).
 pub type QueryHook = Box<dyn FnMut(&QueryInfo, &mut Vec<Value>) + Send>;
 
+/// Called for each order query that passed all checks: `Some(body)` is sent verbatim as the whole
+/// answer (any text: invalid JSON, `orders` of any shape); `None` answers from the stored orders.
+pub type RawPage = Box<dyn FnMut(&QueryInfo) -> Option<String> + Send>;
+
 /// The running fake server. Dropping it stops it.
 pub struct FakeDouyin {
     shared: Arc<Shared>,
@@ -216,6 +220,7 @@ struct Shared {
     ctl: Mutex<Ctl>,
     store: Mutex<Store>,
     hook: Mutex<Option<QueryHook>>,
+    raw_page: Mutex<Option<RawPage>>,
 }
 
 struct Ctl {
@@ -278,6 +283,20 @@ impl StoredOrder {
         }
     }
 
+    /// An entry served as `text` verbatim, filed under `key` and `time` (see
+    /// [`FakeDouyin::add_verbatim`]).
+    fn verbatim(key: &str, time: i64, text: &str) -> StoredOrder {
+        StoredOrder {
+            json: text.to_string(),
+            id: key.to_string(),
+            account: None,
+            create: time,
+            update: time,
+            status: 0,
+            open_id: None,
+        }
+    }
+
     fn value(&self) -> Value {
         serde_json::from_str(&self.json).unwrap_or(Value::Null)
     }
@@ -333,6 +352,7 @@ impl FakeDouyin {
             }),
             store: Mutex::new(Store::default()),
             hook: Mutex::new(None),
+            raw_page: Mutex::new(None),
         });
         let accept_shared = Arc::clone(&shared);
         let accept_thread = thread::Builder::new()
@@ -384,6 +404,21 @@ impl FakeDouyin {
             }
         }
         store.indexes.clear();
+    }
+
+    /// Adds an entry served verbatim: `text` goes into `data.orders` exactly as given (any text:
+    /// invalid JSON, not an object, a repeated key, `\u0000`…), for every account, with `time` as
+    /// both its create and update time, counted in `total` like any order. `key` files it (sort
+    /// order, the `order_id` filter, replacement by the same key) instead of an `order_id` read
+    /// from the text: two keys serve the same text twice. A query hook sees such an entry as
+    /// `null` (and stores it back as `null`).
+    pub fn add_verbatim(&self, key: &str, time: i64, text: &str) {
+        self.add_stored(vec![StoredOrder::verbatim(key, time, text)]);
+    }
+
+    /// Sets or clears the raw page (see [`RawPage`]).
+    pub fn set_raw_page(&self, page: Option<RawPage>) {
+        *lock(&self.shared.raw_page) = page;
     }
 
     /// Applies `f` to the stored order `order_id`; false when there is no such order.
@@ -1386,7 +1421,12 @@ fn handle_query(
         Ok(p) => p,
         Err(_) => return fail(2100005),
     };
-    let body = {
+    let raw = lock(&shared.raw_page)
+        .as_mut()
+        .and_then(|page| page(&plan.info));
+    let body = if let Some(raw) = raw {
+        raw
+    } else {
         let mut hook = lock(&shared.hook);
         let mut store = lock(&shared.store);
         if let Some(h) = hook.as_mut() {

@@ -104,7 +104,9 @@ impl World {
                         update_time: r.get(8),
                         source_order_id: r.get(9),
                         phone: r.get(10),
-                        raw_data: serde_json::from_str(&raw).unwrap(),
+                        // Deeper than serde_json's recursion limit (128): kept as its text.
+                        raw_data: serde_json::from_str(&raw)
+                            .unwrap_or(serde_json::Value::String(raw)),
                         sync_time: r.get(12),
                         account_id: r.get(13),
                     },

@@ -80,7 +80,7 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
     // failures (77, 75) are recorded in sync_runs like any failed run. A run that task_monitor
     // holds (STOP) asks Douyin nothing, not even a token.
     let startup = Instant::now();
-    let (store, side) = connect_both(config);
+    let (store, side) = connect_both(config, stop);
     let mut store = store?;
     store.check_access()?;
     let side = side?;
@@ -148,7 +148,7 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
             record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
             record.error = result.as_ref().err().map(Error::to_string);
             if store.is_closed() {
-                if let Ok(fresh) = Store::connect(config.database()) {
+                if let Ok(fresh) = Store::connect(config.database(), stop) {
                     store = fresh;
                 }
             }
@@ -181,10 +181,13 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
 
 /// The run's connection and the side connection (the token, phone look-ups), connected
 /// together: a second connect costs no start-up time.
-fn connect_both(config: &Config) -> (Result<Store, Error>, Result<Arc<SideConnection>, Error>) {
+fn connect_both(
+    config: &Config,
+    stop: &Stop,
+) -> (Result<Store, Error>, Result<Arc<SideConnection>, Error>) {
     std::thread::scope(|scope| {
-        let side = scope.spawn(|| SideConnection::connect(config.database()).map(Arc::new));
-        let store = Store::connect(config.database());
+        let side = scope.spawn(|| SideConnection::connect(config.database(), stop).map(Arc::new));
+        let store = Store::connect(config.database(), stop);
         let side = side
             .join()
             .unwrap_or_else(|_| Err(Error::Bug("connecting the side connection panicked".into())));
@@ -262,7 +265,7 @@ fn sync_accounts(
             break; // a remote STOP: the next accounts wait for the next run
         }
         if store.is_closed() {
-            *store = Store::connect(config.database())?;
+            *store = Store::connect(config.database(), stop)?;
         }
         let mut stats = AccountStats::default();
         let result = sync_account(
@@ -428,7 +431,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     for warning in config.warnings() {
         say!("  warning: {warning}");
     }
-    let mut store = Store::connect(config.database())?;
+    let mut store = Store::connect(config.database(), stop)?;
     store.check_access()?;
     let layout = store.orders_layout()?;
     let pending = store.pending_migrations()?;
@@ -449,11 +452,13 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     for line in monitor::describe(&mut store, config)? {
         say!("{line}");
     }
+    let (statement_timeout, lock_timeout) = store.timeouts()?;
+    say!("database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}");
     let douyin = Douyin::new(config, stop.clone());
     // A stored token that is still valid proves the same credentials were accepted; check
     // uses it (and stores none: it writes nothing).
     if store.has_token_table()? {
-        let side = Arc::new(SideConnection::connect(config.database())?);
+        let side = Arc::new(SideConnection::connect(config.database(), stop)?);
         douyin.set_token_keeper(Arc::new(TokenCache::read_only(config, side, stop)));
     }
     douyin.authenticate()?;

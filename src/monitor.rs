@@ -219,7 +219,7 @@ impl TaskMonitor {
         let mut own;
         let store = match store {
             Some(s) if !s.is_closed() => s,
-            _ => match Store::connect(&shared.database) {
+            _ => match Store::connect(&shared.database, &shared.stop) {
                 Ok(s) => {
                     own = s;
                     &mut own
@@ -319,7 +319,7 @@ impl Shared {
     /// One heartbeat on the thread's own connection (made again after an error).
     fn heartbeat(&self, connection: &mut Option<Store>) -> Result<Option<String>, Error> {
         if connection.is_none() {
-            *connection = Some(Store::connect(&self.database)?);
+            *connection = Some(Store::connect(&self.database, &self.stop)?);
         }
         let Some(store) = connection.as_mut() else {
             return Err(Error::Bug("no heartbeat connection".into()));

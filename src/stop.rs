@@ -4,7 +4,15 @@
 //! A Kubernetes deadline or an eviction sends SIGTERM and kills 30 s later; a person presses
 //! Ctrl-C. Either way the run must stop within seconds and leave only whole days behind. The
 //! handler only stores the signal number (async-signal-safe, via signal-hook); sleeps and waits
-//! in the run are cut into short slices that look at the flag.
+//! in the run are cut into short slices that look at the flag, and a statement in flight is
+//! cancelled (src/store.rs).
+//!
+//! One wait cannot watch the flag: a call into a server that has stopped answering (a
+//! PostgreSQL backend that hangs with its TCP connection alive, a cancel request that is never
+//! read). So the signal also starts a deadline: a run still going [`SIGNAL_DEADLINE`] after the
+//! signal is ended there, with the signal's exit code. That loses nothing: uncommitted work is a
+//! transaction that PostgreSQL rolls back when the connection closes, and a rerun resumes after
+//! the last committed day (only the run's `sync_runs` row stays without its end).
 //!
 //! A remote stop is not an interruption: the run finishes and commits the day in flight, then
 //! ends with exit 0 (`hold`/`held`). Every part of the run already carries a `Stop`, so these
@@ -21,6 +29,10 @@ const SIGTERM: usize = 15;
 /// How often a wait looks at the flag.
 pub const TICK: Duration = Duration::from_millis(50);
 
+/// How long after SIGTERM/SIGINT the process ends even if a call has not returned: within the
+/// 10 s a scheduler can count on, with time to spare for exiting.
+pub const SIGNAL_DEADLINE: Duration = Duration::from_secs(7);
+
 /// Shared stop flags: the signal number that arrived (0 while running), and the remote stop.
 #[derive(Clone, Debug, Default)]
 pub struct Stop(Arc<AtomicUsize>, Arc<Remote>);
@@ -35,7 +47,7 @@ struct Remote {
 }
 
 impl Stop {
-    /// Install the handlers for SIGINT and SIGTERM.
+    /// Install the handlers for SIGINT and SIGTERM, and the deadline that follows a signal.
     pub fn install() -> Result<Stop, Error> {
         let stop = Stop::default();
         for signal in [SIGINT, SIGTERM] {
@@ -44,7 +56,31 @@ impl Stop {
             signal_hook::flag::register_usize(number, Arc::clone(&stop.0), signal)
                 .map_err(|e| Error::Bug(format!("cannot install a signal handler: {e}")))?;
         }
+        let watched = stop.clone();
+        std::thread::Builder::new()
+            .name("signal-deadline".into())
+            .spawn(move || watched.end_the_process_after_the_deadline())
+            .map_err(|e| Error::Bug(format!("cannot start the signal deadline: {e}")))?;
         Ok(stop)
+    }
+
+    /// Wait for a signal, then give the run [`SIGNAL_DEADLINE`] to end on its own; if it has
+    /// not, end the process with the signal's exit code.
+    fn end_the_process_after_the_deadline(&self) {
+        let signal = loop {
+            if let Some(signal) = self.signal() {
+                break signal;
+            }
+            std::thread::sleep(TICK);
+        };
+        std::thread::sleep(SIGNAL_DEADLINE);
+        let error = Error::Interrupted(signal);
+        log::error!(
+            exit_code = error.exit_code();
+            "{error}, and still waiting for PostgreSQL or Douyin {} s later: exiting without them (uncommitted days roll back; a rerun resumes)",
+            SIGNAL_DEADLINE.as_secs()
+        );
+        std::process::exit(error.exit_code());
     }
 
     /// Ask the run to stop as if the signal had arrived (for tests: a failing account does not

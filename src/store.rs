@@ -9,12 +9,54 @@
 //! early `?` or a crash leaves the previous state. Staging tables are UNLOGGED (no WAL) rather than temporary
 //! so that one connection can stream pages while another commits days; a killed run's leftovers
 //! are dropped by the next run of the same account. This module knows nothing of HTTP.
+//!
+//! No wait on PostgreSQL is unbounded, and none outlasts a signal by more than a moment: the whole
+//! handshake (TCP, TLS, startup, authentication, session settings) runs on a thread of its own
+//! that the caller gives up on after [`CONNECT_TIMEOUT`] or at a signal; every session runs with
+//! TCP keepalives, a [`STATEMENT_TIMEOUT`] and a [`LOCK_TIMEOUT`]; and a watcher thread per
+//! connection cancels the statement in flight (PostgreSQL's cancel request, over TLS when the
+//! session uses it) when SIGTERM or SIGINT arrives, so the day's transaction rolls back at once.
 
 use crate::config::{Database, TlsMode};
 use crate::error::Error;
 use crate::order::{fen_to_yuan, OrderRow, Rejected};
-use postgres::{Client, NoTls};
+use crate::stop::{Stop, TICK};
+use postgres::{CancelToken, Client, NoTls};
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The whole connection handshake: TCP connect, TLS, startup and authentication, and the session
+/// settings. A server that accepts and never answers ends the run with 75 after this long.
+/// DB_URL's `connect_timeout` replaces it (as in libpq, it then bounds the whole handshake); so
+/// do its `keepalives`, `keepalives_idle` and `tcp_user_timeout` the values below.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest statement, enforced by the server (`statement_timeout`, set per session). The
+/// longest one is a day's upsert: measured at 14 s for a day of 100,000 new orders and 18 s for
+/// 100,000 changed ones (1.5 KB of raw_data each, every index of `orders`) on the shared 2-core
+/// machine. Ten minutes leaves room for a day thirty times that size on a busy server (a limit
+/// too tight would fail the same day on every run, for good) while still ending a statement that
+/// can never finish. Migrations run without it (adopting a large table of the Python tool's
+/// takes as long as it takes).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest wait for a lock (`lock_timeout`, set per session): a table locked by someone
+/// else (`LOCK TABLE`, `ALTER TABLE`, `VACUUM FULL`) or another run's migration ends the run
+/// with 75 after this long instead of holding it indefinitely. Ordinary traffic (reads, pg_dump,
+/// autovacuum, other accounts' upserts) never blocks the job's statements this long.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+/// TCP keepalives: the first probe after this much silence, then one every
+/// [`KEEPALIVE_INTERVAL`], [`KEEPALIVE_RETRIES`] unanswered probes drop the connection; data
+/// unacknowledged for [`TCP_USER_TIMEOUT`] drops it too. A server host that vanishes mid-run is
+/// noticed within about a minute, as a lost connection.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const KEEPALIVE_RETRIES: u32 = 3;
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often the watcher repeats the cancel request while the statement is still running (a
+/// request that arrived between two statements cancels nothing).
+const CANCEL_REPEAT: Duration = Duration::from_secs(1);
 
 /// The migrations, in order. Each runs once, in its own transaction, and is recorded.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -108,6 +150,35 @@ pub struct DayWrite {
 pub struct Store {
     client: Client,
     masked_url: String,
+    stop: Stop,
+    /// A statement that a signal cancels is in flight (see [`Store::statement`]).
+    busy: Arc<AtomicBool>,
+    /// Ends the watcher thread when the connection is dropped.
+    dropped: Arc<AtomicBool>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.dropped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Marks a statement in flight that a signal cancels; clears the mark when dropped.
+struct Busy(Arc<AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+/// After a signal, a failed statement failed because of it (its cancel request, or the
+/// connection abandoned): report the signal, not the failure.
+fn failed(stop: &Stop, masked_url: &str, context: &str, e: &postgres::Error) -> Error {
+    match stop.signal() {
+        Some(signal) => Error::Interrupted(signal),
+        None => db_error(masked_url, context, e),
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -176,33 +247,121 @@ fn tls_refused(mode: TlsMode, message: &str) -> bool {
 }
 
 impl Store {
-    /// Connect (10 s connect timeout, set in the configuration).
-    pub fn connect(db: &Database) -> Result<Store, Error> {
+    /// Connect, with every timeout of the session set (see the module doc). Gives up after
+    /// [`CONNECT_TIMEOUT`] with `Error::Database` (75), or at once with `Error::Interrupted` when a
+    /// signal arrives, whatever the server does meanwhile.
+    pub fn connect(db: &Database, stop: &Stop) -> Result<Store, Error> {
+        stop.check()?;
         let masked_url = db.masked_url().to_string();
+        let (config, handshake_timeout) = socket_settings(db.pg_config());
         // TLS is src/tls.rs's business; its error is a root certificate file that is unusable.
-        let client = match db.tls() {
-            TlsMode::Disable => db.pg_config().connect(NoTls),
+        let tls = match db.tls() {
+            TlsMode::Disable => None,
             TlsMode::Prefer | TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                db.pg_config().connect(crate::tls::MakeTls::new(db)?)
+                Some(crate::tls::MakeTls::new(db)?)
             }
-        }
-        .map_err(|e| {
-            let context = format!("cannot connect with {}", crate::tls::describe(db));
-            match db_error(&masked_url, &context, &e) {
-                // A server without TLS, or a certificate the settings refuse, stays so until
-                // someone changes DB_URL or the server: configuration, not a passing failure.
-                Error::Database(m) if tls_refused(db.tls(), &m) => {
-                    Error::config(format!("DB_URL: {m}"))
+        };
+        let context = format!("cannot connect with {}", crate::tls::describe(db));
+        let (sender, result) = mpsc::channel();
+        let thread_tls = tls.clone();
+        // The postgres crate's handshake has no overall timeout and cannot be interrupted, so it
+        // runs here; when the caller gives up, the thread ends with the socket (or the process).
+        std::thread::Builder::new()
+            .name("pg-connect".into())
+            .spawn(move || {
+                let connected = match thread_tls {
+                    None => config.connect(NoTls),
+                    Some(tls) => config.connect(tls),
+                };
+                // The error comes with what failed: the handshake (None) or the settings.
+                let ready = connected.map_err(|e| (None, e)).and_then(|mut client| {
+                    client
+                        .batch_execute(&session_settings())
+                        .map(|()| client)
+                        .map_err(|e| (Some("session settings"), e))
+                });
+                let _ = sender.send(ready); // the caller may have given up
+            })
+            .map_err(|e| Error::Bug(format!("cannot start a connection thread: {e}")))?;
+        let deadline = Instant::now() + handshake_timeout;
+        let client = loop {
+            match result.recv_timeout(TICK) {
+                Ok(Ok(client)) => break client,
+                Ok(Err((Some(what), e))) => return Err(failed(stop, &masked_url, what, &e)),
+                Ok(Err((None, e))) => {
+                    return Err(match failed(stop, &masked_url, &context, &e) {
+                        // A server without TLS, or a certificate the settings refuse, stays so
+                        // until someone changes DB_URL or the server: configuration, not a
+                        // passing failure.
+                        Error::Database(m) if tls_refused(db.tls(), &m) => {
+                            Error::config(format!("DB_URL: {m}"))
+                        }
+                        other => other,
+                    });
                 }
-                other => other,
+                Err(RecvTimeoutError::Timeout) => {
+                    stop.check()?;
+                    if Instant::now() >= deadline {
+                        return Err(Error::Database(format!(
+                            "{context} ({masked_url}, DB_URL): no answer within {} s (TCP connect, TLS and startup handshake)",
+                            handshake_timeout.as_secs()
+                        )));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Error::Bug(
+                        "the connection thread ended without a word".into(),
+                    ))
+                }
             }
-        })?;
-        let mut client = client;
-        // NOTICEs ("table does not exist, skipping") are expected and would only clutter the log.
-        client
-            .batch_execute("SET client_min_messages = warning")
-            .map_err(|e| db_error(&masked_url, "session settings", &e))?;
-        Ok(Store { client, masked_url })
+        };
+        let busy = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicBool::new(false));
+        watch_for_signals(
+            client.cancel_token(),
+            tls,
+            stop.clone(),
+            Arc::clone(&busy),
+            Arc::clone(&dropped),
+        )?;
+        Ok(Store {
+            client,
+            masked_url,
+            stop: stop.clone(),
+            busy,
+            dropped,
+        })
+    }
+
+    /// Before a statement that a signal cancels: `Err(Interrupted)` once a signal has arrived,
+    /// else a mark that the watcher sees until it is dropped. Statements that record how a run
+    /// ended (`finish_run`, `unlock`, `stage_discard`) run without it, after a signal too.
+    fn statement(&self) -> Result<Busy, Error> {
+        self.stop.check()?;
+        self.busy.store(true, Ordering::SeqCst);
+        Ok(Busy(Arc::clone(&self.busy)))
+    }
+
+    /// An error of a statement that a signal may have cancelled, as the signal.
+    fn after_signal(&self, error: Error) -> Error {
+        match self.stop.signal() {
+            Some(signal) => Error::Interrupted(signal),
+            None => error,
+        }
+    }
+
+    /// The session's `statement_timeout` and `lock_timeout` as the server reports them (a
+    /// pooler in transaction mode may not keep session settings: `check` shows what holds).
+    pub fn timeouts(&mut self) -> Result<(String, String), Error> {
+        let _busy = self.statement()?;
+        let row = self
+            .client
+            .query_one(
+                "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')",
+                &[],
+            )
+            .map_err(self.err("session settings"))?;
+        Ok((row.get(0), row.get(1)))
     }
 
     /// Name the session in `pg_stat_activity` (e.g. the staging connection apart from the run's).
@@ -220,19 +379,20 @@ impl Store {
 
     /// Whether this connection is encrypted (TLS), as the server sees it.
     pub fn ssl_in_use(&mut self) -> Result<bool, Error> {
+        let _busy = self.statement()?;
         let row = self
             .client
             .query_one(
                 "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
                 &[],
             )
-            .map_err(|e| db_error(&self.masked_url, "TLS status", &e))?;
+            .map_err(self.err("TLS status"))?;
         Ok(row.get(0))
     }
 
     fn err(&self, context: &str) -> impl Fn(postgres::Error) -> Error + '_ {
         let context = context.to_string();
-        move |e| db_error(&self.masked_url, &context, &e)
+        move |e| failed(&self.stop, &self.masked_url, &context, &e)
     }
 
     /// Whether the connection answers (a lost connection is often only noticed on use).
@@ -248,8 +408,9 @@ impl Store {
 
     /// What the table `orders` is (read-only; a foreign table is a configuration error).
     pub fn orders_layout(&mut self) -> Result<OrdersLayout, Error> {
+        let _busy = self.statement()?;
         let masked = self.masked_url.clone();
-        orders_layout(&mut self.client, &masked)
+        orders_layout(&mut self.client, &masked).map_err(|e| self.after_signal(e))
     }
 
     /// Whether this session may do what a run does, asked without writing anything: write at
@@ -258,6 +419,7 @@ impl Store {
     /// `orders` when a migration still has to change it. A configuration error names what is
     /// missing and the GRANT that gives it.
     pub fn check_access(&mut self) -> Result<(), Error> {
+        let _busy = self.statement()?;
         let masked = self.masked_url.clone();
         let row = self
             .client
@@ -355,6 +517,16 @@ impl Store {
     /// Apply the migrations that have not been applied, each once, safe when two runs start
     /// at the same moment (an advisory transaction lock serialises them).
     pub fn migrate(&mut self) -> Result<Vec<String>, Error> {
+        let _busy = self.statement()?;
+        let stop = self.stop.clone();
+        let result = self.migrate_now();
+        result.map_err(|e| match stop.signal() {
+            Some(signal) => Error::Interrupted(signal),
+            None => e,
+        })
+    }
+
+    fn migrate_now(&mut self) -> Result<Vec<String>, Error> {
         let masked = self.masked_url.clone();
         let err = |c: &str| {
             let c = c.to_string();
@@ -362,6 +534,10 @@ impl Store {
             move |e: postgres::Error| db_error(&m, &c, &e)
         };
         let mut tx = self.client.transaction().map_err(err("migrations"))?;
+        // Adopting a large table of the Python tool's takes as long as it takes; waiting for
+        // another run's migration is still bounded by the lock timeout.
+        tx.batch_execute("SET LOCAL statement_timeout = 0")
+            .map_err(err("migrations"))?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(err("migration lock"))?;
         // "already exists, skipping" notices are expected on every run but the first.
@@ -413,6 +589,7 @@ impl Store {
     /// Take the account's advisory lock for the rest of the session. `false` if another run
     /// holds it.
     pub fn try_lock(&mut self, account_id: &str) -> Result<bool, Error> {
+        let _busy = self.statement()?;
         let key = lock_key(account_id);
         let row = self
             .client
@@ -430,6 +607,7 @@ impl Store {
     }
 
     pub fn checkpoint(&mut self, key: &CheckpointKey) -> Result<Option<Checkpoint>, Error> {
+        let _busy = self.statement()?;
         let row = self
             .client
             .query_opt(
@@ -452,6 +630,7 @@ impl Store {
         mode: &str,
         time_field: &str,
     ) -> Result<i64, Error> {
+        let _busy = self.statement()?;
         let row = self
             .client
             .query_one(
@@ -496,6 +675,7 @@ impl Store {
 
     /// Whether the migrations have created the checkpoint table (read-only, for `check`).
     pub fn has_checkpoints(&mut self) -> Result<bool, Error> {
+        let _busy = self.statement()?;
         let row = self
             .client
             .query_one("SELECT to_regclass('sync_checkpoints') IS NOT NULL", &[])
@@ -505,6 +685,7 @@ impl Store {
 
     /// Pending migrations, without applying them (read-only, for `check`).
     pub fn pending_migrations(&mut self) -> Result<Vec<String>, Error> {
+        let _busy = self.statement()?;
         let exists: bool = self
             .client
             .query_one(
@@ -532,6 +713,7 @@ impl Store {
 
     /// Create the staging table of a day (temporary: gone with the session).
     pub fn stage_begin(&mut self, stage: &Stage) -> Result<(), Error> {
+        let _busy = self.statement()?;
         let sql = format!(
             "DROP TABLE IF EXISTS {stage};
              CREATE UNLOGGED TABLE {stage} (
@@ -550,12 +732,14 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
+        let _busy = self.statement()?;
         let mut buf = Vec::with_capacity(rows.len() * 2048);
         for row in rows {
             copy_line(&mut buf, row);
         }
         let masked = self.masked_url.clone();
-        let err = |e: postgres::Error| db_error(&masked, "stage orders", &e);
+        let stop = self.stop.clone();
+        let err = |e: postgres::Error| failed(&stop, &masked, "stage orders", &e);
         let mut writer = self
             .client
             .copy_in(&format!(
@@ -570,8 +754,11 @@ impl Store {
                 .get_ref()
                 .and_then(|i| i.downcast_ref::<postgres::Error>())
             {
-                Some(pg) => db_error(&masked, "stage orders", pg),
-                None => Error::Database(format!("stage orders ({masked}): {e}")),
+                Some(pg) => failed(&stop, &masked, "stage orders", pg),
+                None => match stop.signal() {
+                    Some(signal) => Error::Interrupted(signal),
+                    None => Error::Database(format!("stage orders ({masked}): {e}")),
+                },
             }
         })?;
         writer.finish().map_err(err)?;
@@ -587,6 +774,7 @@ impl Store {
         if phones.is_empty() {
             return Ok(());
         }
+        let _busy = self.statement()?;
         let (ids, values): (Vec<&str>, Vec<&str>) = phones
             .iter()
             .map(|(id, phone)| (id.as_str(), phone.as_str()))
@@ -620,10 +808,13 @@ impl Store {
         monotonic: bool,
         (date, rejected): (&str, &[Rejected]),
     ) -> Result<DayWrite, Error> {
+        let _busy = self.statement()?;
         let masked = self.masked_url.clone();
+        let stop = self.stop.clone();
         let err = |c: &'static str| {
             let m = masked.clone();
-            move |e: postgres::Error| db_error(&m, c, &e)
+            let stop = stop.clone();
+            move |e: postgres::Error| failed(&stop, &m, c, &e)
         };
         let mut tx = self.client.transaction().map_err(err("begin day"))?;
         // The day is deduplicated with a sort of its staged rows: keep it in memory.
@@ -746,17 +937,24 @@ impl Store {
             return Ok(());
         }
         let list: Vec<String> = stages.iter().map(Stage::to_string).collect();
-        self.client
-            .batch_execute(&format!(
-                "SET lock_timeout = '1s'; DROP TABLE IF EXISTS {}; RESET lock_timeout",
-                list.join(", ")
-            ))
+        let dropped = self.client.batch_execute(&format!(
+            "SET lock_timeout = '1s'; DROP TABLE IF EXISTS {}",
+            list.join(", ")
+        ));
+        // Back to the session's own lock timeout (RESET would restore the server's default),
+        // whether the DROP worked or not: the connection may serve another account next.
+        let restored = self
+            .client
+            .batch_execute(&format!("SET lock_timeout = '{}s'", LOCK_TIMEOUT.as_secs()));
+        dropped
+            .and(restored)
             .map_err(self.err("drop staging tables"))
     }
 
     /// Drop staging tables an earlier run of this account left behind (killed, or its
     /// connection lost). Only called under the account's lock, so none of them is in use.
     pub fn drop_stale_stages(&mut self, account_id: &str) -> Result<usize, Error> {
+        let _busy = self.statement()?;
         let prefix = Stage::prefix(account_id);
         let tables: Vec<String> = self
             .client
@@ -957,15 +1155,17 @@ impl Store {
 /// again on next use when it was lost.
 pub struct SideConnection {
     db: crate::config::Database,
+    stop: Stop,
     store: std::sync::Mutex<Option<Store>>,
 }
 
 impl SideConnection {
     /// Connect now.
-    pub fn connect(db: &crate::config::Database) -> Result<SideConnection, Error> {
-        let store = Store::connect(db)?;
+    pub fn connect(db: &crate::config::Database, stop: &Stop) -> Result<SideConnection, Error> {
+        let store = Store::connect(db, stop)?;
         Ok(SideConnection {
             db: db.clone(),
+            stop: stop.clone(),
             store: std::sync::Mutex::new(Some(store)),
         })
     }
@@ -977,7 +1177,7 @@ impl SideConnection {
         let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if guard.as_ref().is_none_or(Store::is_closed) {
             *guard = None;
-            *guard = Some(Store::connect(&self.db)?);
+            *guard = Some(Store::connect(&self.db, &self.stop)?);
         }
         match guard.as_mut() {
             Some(store) => f(store),
@@ -1031,6 +1231,77 @@ impl TokenTx<'_> {
             .map_err(|e| db_error(&self.masked, "store the client token", &e))?;
         Ok(())
     }
+}
+
+/// The socket settings of a connection and the time its whole handshake may take: DB_URL's
+/// `connect_timeout`, `keepalives`, `keepalives_idle` and `tcp_user_timeout` where it gives them
+/// (libpq's meaning: `connect_timeout` bounds the whole handshake), else this module's.
+fn socket_settings(from_url: &postgres::Config) -> (postgres::Config, Duration) {
+    let mut config = from_url.clone();
+    let handshake_timeout = from_url
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT);
+    config
+        .connect_timeout(handshake_timeout)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES);
+    // The postgres crate's own default (2 h) means DB_URL did not set it.
+    if from_url.get_keepalives_idle() == postgres::Config::new().get_keepalives_idle() {
+        config.keepalives_idle(KEEPALIVE_IDLE);
+    }
+    if from_url.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    (config, handshake_timeout)
+}
+
+/// The settings of every session: the timeouts of the module doc, and no NOTICEs ("table does
+/// not exist, skipping" is expected and would only clutter the log).
+fn session_settings() -> String {
+    format!(
+        "SET client_min_messages = warning; SET statement_timeout = '{}s'; SET lock_timeout = '{}s'",
+        STATEMENT_TIMEOUT.as_secs(),
+        LOCK_TIMEOUT.as_secs()
+    )
+}
+
+/// The watcher of one connection: once a signal has arrived, it sends PostgreSQL a cancel
+/// request for the statement in flight (again each [`CANCEL_REPEAT`] while it still runs), so
+/// that a statement waiting on a lock or working through a large day ends within a moment and
+/// its transaction rolls back. The request goes over a connection of its own, with the same TLS
+/// as the session (PostgreSQL refuses a plain one when `hostssl` is required). A cancel request
+/// that itself hangs (a server that does not answer at all) only holds this thread; the signal's
+/// deadline in `stop.rs` ends the process then.
+fn watch_for_signals(
+    token: CancelToken,
+    tls: Option<crate::tls::MakeTls>,
+    stop: Stop,
+    busy: Arc<AtomicBool>,
+    dropped: Arc<AtomicBool>,
+) -> Result<(), Error> {
+    std::thread::Builder::new()
+        .name("pg-cancel".into())
+        .spawn(move || {
+            let mut last_cancel: Option<Instant> = None;
+            while !dropped.load(Ordering::SeqCst) {
+                let due = last_cancel.is_none_or(|at| at.elapsed() >= CANCEL_REPEAT);
+                if stop.signal().is_some() && busy.load(Ordering::SeqCst) && due {
+                    last_cancel = Some(Instant::now());
+                    log::debug!("cancelling the statement in flight (signal)");
+                    let sent = match &tls {
+                        None => token.cancel_query(NoTls),
+                        Some(tls) => token.cancel_query(tls.clone()),
+                    };
+                    if let Err(e) = sent {
+                        log::debug!("cancel request not sent: {e}");
+                    }
+                }
+                std::thread::sleep(TICK);
+            }
+        })
+        .map_err(|e| Error::Bug(format!("cannot start a watcher thread: {e}")))?;
+    Ok(())
 }
 
 /// When `orders` is the Python tool's table (see [`orders_layout`]), adopt it in place (in the
@@ -1374,6 +1645,44 @@ mod tests {
             read_only.contains("default_transaction_read_only"),
             "{read_only}"
         );
+    }
+
+    #[test]
+    fn sockets_get_the_documented_timeouts_unless_db_url_sets_its_own() {
+        let plain: postgres::Config = "host=db user=u".parse().unwrap();
+        let (config, handshake) = socket_settings(&plain);
+        assert_eq!(handshake, CONNECT_TIMEOUT);
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_TIMEOUT));
+        assert!(config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(config.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(config.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        assert_eq!(config.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+
+        let mut own: postgres::Config = "host=db user=u".parse().unwrap();
+        own.connect_timeout(Duration::from_secs(3))
+            .keepalives(false)
+            .keepalives_idle(Duration::from_secs(5))
+            .tcp_user_timeout(Duration::from_millis(1500));
+        let (config, handshake) = socket_settings(&own);
+        assert_eq!(handshake, Duration::from_secs(3));
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert!(!config.get_keepalives());
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn session_settings_set_the_statement_and_lock_timeouts() {
+        let settings = session_settings();
+        assert!(
+            settings.contains("SET statement_timeout = '600s'"),
+            "{settings}"
+        );
+        assert!(settings.contains("SET lock_timeout = '30s'"), "{settings}");
     }
 
     #[test]

@@ -520,7 +520,7 @@ impl Stager {
         generation: u64,
         stop: &Stop,
     ) -> Result<Stager, Error> {
-        let mut store = Store::connect(config.database())?;
+        let mut store = Store::connect(config.database(), stop)?;
         store.set_application_name("douyin-order-sync stage")?;
         let (commands, received) = mpsc::sync_channel::<StageCmd>(12);
         let failure = Arc::new(Mutex::new(None));
@@ -1353,7 +1353,7 @@ fn reconnect(
     let mut tries = 0;
     *store = loop {
         tries += 1;
-        match Store::connect(config.database()) {
+        match Store::connect(config.database(), stop) {
             Ok(fresh) => break fresh,
             Err(e) if tries < retry.max_tries => {
                 log::warn!("reconnect {tries}/{}: {e}", retry.max_tries - 1);

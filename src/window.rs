@@ -7,16 +7,45 @@
 //! conversion uses the fixed offset UTC+8 (China has had no daylight saving time since 1991), and
 //! nothing reads the machine's time zone or the `TZ` variable.
 //!
-//! All functions are pure and total: they work on any `i64` without panicking (results saturate
-//! at the ends of the `i64` range), using the proleptic Gregorian calendar.
+//! The calendar is the `time` crate's (`Date`, `OffsetDateTime`, a fixed `UtcOffset` of +8,
+//! `format_description!` for reading and printing); this module only fixes the formats and says
+//! in the user's words what is wrong with a date. All functions are pure and total: they work on
+//! any `i64` without panicking (results saturate at the ends of the `i64` range; a time beyond
+//! the years 0000–9999, which no order has, is printed as its epoch second).
+
+use time::format_description::BorrowedFormatItem;
+use time::macros::{format_description, offset};
+use time::parsing::Parsed;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+/// The offset of Asia/Shanghai from UTC.
+pub const SHANGHAI: UtcOffset = offset!(+8);
 
 /// The offset of Asia/Shanghai from UTC, in seconds.
-pub const SHANGHAI_OFFSET_SECONDS: i64 = 8 * 3600;
+pub const SHANGHAI_OFFSET_SECONDS: i64 = SHANGHAI.whole_seconds() as i64;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
 /// What a malformed date looks like to the user.
 const EXPECTED_SHAPE: &str = "expected YYYY-MM-DD or YYYY-MM-DD HH:MM:SS";
+
+/// The date as START_DATE / END_DATE accept it: a four-digit year, then month and day of one or
+/// two digits, separated by `-` or by `/` (the same one twice).
+const DATE_WITH_DASHES: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month padding:none]-[day padding:none]");
+const DATE_WITH_SLASHES: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]/[month padding:none]/[day padding:none]");
+/// The time of day after the date, each field of one or two digits; the seconds are required.
+const TIME_OF_DAY: &[BorrowedFormatItem<'_>] =
+    format_description!("[hour padding:none]:[minute padding:none]:[second padding:none]");
+
+/// How the job prints times and dates.
+const LOCAL_FORMAT: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+const DATE_FORMAT: &[BorrowedFormatItem<'_>] = format_description!("[year]-[month]-[day]");
+const RFC3339_FORMAT: &[BorrowedFormatItem<'_>] = format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory]:[offset_minute]"
+);
 
 /// A half-open interval [start, end) of epoch seconds.
 ///
@@ -71,161 +100,64 @@ pub struct Day {
     pub span: Span,
 }
 
-/// A date, and maybe a time of day, as written by the user (not yet validated).
-struct Written {
-    year: i64,
-    month: i64,
-    day: i64,
-    time: Option<(i64, i64, i64)>,
+/// `t` in UTC+8, when the `time` crate can represent it (years -9999 to 9999).
+fn in_shanghai(t: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()?
+        .checked_to_offset(SHANGHAI)
 }
 
-/// A tiny cursor over the ASCII bytes of a date string.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+/// `t` in UTC+8 in `format`; a time beyond the years the `time` crate represents (never a real
+/// order's) is printed as its epoch second rather than as a wrong date.
+fn format_in_shanghai(t: i64, format: &[BorrowedFormatItem<'_>]) -> String {
+    in_shanghai(t)
+        .and_then(|local| local.format(format).ok())
+        .unwrap_or_else(|| format!("{t} (epoch seconds, beyond year 9999)"))
 }
 
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.bytes.len()
-    }
-
-    /// Consumes `byte` if it is next.
-    fn eat(&mut self, byte: u8) -> bool {
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Consumes between `min` and `max` ASCII digits and returns their value; None when there are
-    /// fewer than `min` or more than `max`.
-    fn number(&mut self, min: usize, max: usize) -> Option<i64> {
-        let mut value = 0i64;
-        let mut count = 0;
-        while count < max {
-            match self.peek() {
-                Some(b @ b'0'..=b'9') => {
-                    value = value * 10 + i64::from(b - b'0');
-                    self.pos += 1;
-                    count += 1;
-                }
-                _ => break,
-            }
-        }
-        let more = self.peek().is_some_and(|b| b.is_ascii_digit());
-        (count >= min && !more).then_some(value)
+/// "month 13 is out of range", "day 30 is out of range for 2024-02 (it has 29 days)".
+fn out_of_range(component: &str, value: &str, parsed: &Parsed) -> String {
+    let value: u32 = value.parse().unwrap_or_default();
+    match (component, parsed.year(), parsed.month()) {
+        ("day", Some(year), Some(month)) => format!(
+            "day {value} is out of range for {year:04}-{:02} (it has {} days)",
+            u8::from(month),
+            month.length(year)
+        ),
+        _ => format!("{component} {value} is out of range"),
     }
 }
 
-/// Reads "Y-M-D[ H:M:S]" (or with `/`, or with `T`), checking only the shape.
-fn read_written(s: &str) -> Result<Written, String> {
-    let mut c = Cursor {
-        bytes: s.as_bytes(),
-        pos: 0,
-    };
+/// Parse `items` from the start of `input` with the `time` crate, field by field, into
+/// `parsed`; returns the rest. A number runs up to the next non-digit (`2024-001-01` is
+/// malformed, not month 0 then garbage); a field out of its range is named with its value.
+fn parse_fields<'a>(
+    parsed: &mut Parsed,
+    mut input: &'a [u8],
+    items: &[BorrowedFormatItem<'_>],
+) -> Result<&'a [u8], String> {
     let shape = || EXPECTED_SHAPE.to_string();
-    let year = c.number(4, 4).ok_or_else(shape)?;
-    let separator = match c.peek() {
-        Some(b @ (b'-' | b'/')) => b,
-        _ => return Err(shape()),
-    };
-    c.pos += 1;
-    let month = c.number(1, 2).ok_or_else(shape)?;
-    if !c.eat(separator) {
-        return Err(shape());
+    for item in items {
+        let digits = input.iter().take_while(|b| b.is_ascii_digit()).count();
+        match parsed.parse_item(input, item) {
+            Ok(rest) => {
+                let is_number = matches!(item, BorrowedFormatItem::Component(_));
+                if is_number && rest.first().is_some_and(u8::is_ascii_digit) {
+                    return Err(shape());
+                }
+                input = rest;
+            }
+            // A year has four digits or is malformed; the other fields have one or two.
+            Err(time::error::ParseFromDescription::InvalidComponent(name))
+                if name != "year" && (1..=2).contains(&digits) =>
+            {
+                let value = std::str::from_utf8(&input[..digits]).unwrap_or_default();
+                return Err(out_of_range(name, value, parsed));
+            }
+            Err(_) => return Err(shape()),
+        }
     }
-    let day = c.number(1, 2).ok_or_else(shape)?;
-    if c.at_end() {
-        return Ok(Written {
-            year,
-            month,
-            day,
-            time: None,
-        });
-    }
-    let mut spaces = 0;
-    while c.peek().is_some_and(|b| b.is_ascii_whitespace()) {
-        c.pos += 1;
-        spaces += 1;
-    }
-    if spaces == 0 && !(c.eat(b'T') || c.eat(b't')) {
-        return Err("unexpected text after the date".to_string());
-    }
-    let hour = c.number(1, 2).ok_or_else(shape)?;
-    if !c.eat(b':') {
-        return Err(shape());
-    }
-    let minute = c.number(1, 2).ok_or_else(shape)?;
-    if !c.eat(b':') {
-        return Err(shape());
-    }
-    let second = c.number(1, 2).ok_or_else(shape)?;
-    if !c.at_end() {
-        return Err("unexpected text after the time".to_string());
-    }
-    Ok(Written {
-        year,
-        month,
-        day,
-        time: Some((hour, minute, second)),
-    })
-}
-
-fn is_leap_year(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to the given proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The proleptic Gregorian date of a day number counted from 1970-01-01
-/// (H. Hinnant's `civil_from_days`). Exact for every day an `i64` of seconds can reach.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Splits `t` into the local (UTC+8) day number and the second within that day.
-fn local_day_and_second(t: i64) -> (i64, i64) {
-    let mut day = t.div_euclid(SECONDS_PER_DAY);
-    let mut second = t.rem_euclid(SECONDS_PER_DAY) + SHANGHAI_OFFSET_SECONDS;
-    if second >= SECONDS_PER_DAY {
-        day += 1;
-        second -= SECONDS_PER_DAY;
-    }
-    (day, second)
+    Ok(input)
 }
 
 /// Parses and validates a date value; returns the epoch second it names (UTC+8) and whether it
@@ -235,32 +167,56 @@ fn parse_local(s: &str) -> Result<(i64, bool), String> {
     if s.is_empty() {
         return Err("is empty".to_string());
     }
-    let w = read_written(s)?;
-    if !(1..=12).contains(&w.month) {
-        return Err(format!("month {} is out of range", w.month));
+    // `time` reads a sign before the year; START_DATE has none.
+    if !s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err(EXPECTED_SHAPE.to_string());
     }
-    let last_day = days_in_month(w.year, w.month);
-    if !(1..=last_day).contains(&w.day) {
-        return Err(format!(
-            "day {} is out of range for {:04}-{:02} (it has {last_day} days)",
-            w.day, w.year, w.month
-        ));
-    }
-    let (hour, minute, second) = w.time.unwrap_or((0, 0, 0));
-    if hour > 23 {
-        return Err(format!("hour {hour} is out of range"));
-    }
-    if minute > 59 {
-        return Err(format!("minute {minute} is out of range"));
-    }
-    if second > 59 {
-        return Err(format!("second {second} is out of range"));
-    }
-    let local_seconds = days_from_civil(w.year, w.month, w.day) * SECONDS_PER_DAY
-        + hour * 3600
-        + minute * 60
-        + second;
-    Ok((local_seconds - SHANGHAI_OFFSET_SECONDS, w.time.is_some()))
+    let date_items = if s.as_bytes().get(4) == Some(&b'/') {
+        DATE_WITH_SLASHES
+    } else {
+        DATE_WITH_DASHES
+    };
+    let mut parsed = Parsed::new();
+    let rest = parse_fields(&mut parsed, s.as_bytes(), date_items)?;
+    let (Some(year), Some(month), Some(day)) = (parsed.year(), parsed.month(), parsed.day()) else {
+        return Err(EXPECTED_SHAPE.to_string());
+    };
+    let date = Date::from_calendar_date(year, month, day.get())
+        .map_err(|_| out_of_range("day", &day.to_string(), &parsed))?;
+    let (time, has_time) = if rest.is_empty() {
+        (Time::MIDNIGHT, false)
+    } else {
+        // Spaces, or one `T`, between the date and the time.
+        let spaced = rest.trim_ascii_start();
+        let rest = if spaced.len() < rest.len() {
+            spaced
+        } else if let Some(rest) = rest.strip_prefix(b"T").or(rest.strip_prefix(b"t")) {
+            rest
+        } else {
+            return Err("unexpected text after the date".to_string());
+        };
+        if !parse_fields(&mut parsed, rest, TIME_OF_DAY)?.is_empty() {
+            return Err("unexpected text after the time".to_string());
+        }
+        let (Some(hour), Some(minute), Some(second)) =
+            (parsed.hour_24(), parsed.minute(), parsed.second())
+        else {
+            return Err(EXPECTED_SHAPE.to_string());
+        };
+        let time = Time::from_hms(hour, minute, second).map_err(|e| {
+            let value = match e.name() {
+                "hour" => hour,
+                "minute" => minute,
+                _ => second,
+            };
+            format!("{} {value} is out of range", e.name())
+        })?;
+        (time, true)
+    };
+    let t = PrimitiveDateTime::new(date, time)
+        .assume_offset(SHANGHAI)
+        .unix_timestamp();
+    Ok((t, has_time))
 }
 
 /// Parse a START_DATE value: "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS", "YYYY/MM/DD", "YYYY/MM/DD HH:MM:SS" (also accept "T" between date and time, and single-digit month/day/hour like "2024/1/5"), interpreted in UTC+8. A bare date means 00:00:00. Returns the epoch second.
@@ -308,39 +264,24 @@ pub fn cut_days(span: Span) -> Vec<Day> {
 ///
 /// Saturates at `i64::MIN` for the few seconds whose midnight an `i64` cannot hold.
 pub fn local_midnight(t: i64) -> i64 {
-    let (_, second) = local_day_and_second(t);
+    // Seconds since the local midnight: a fixed offset makes it plain arithmetic, for any i64.
+    let second = (t.rem_euclid(SECONDS_PER_DAY) + SHANGHAI_OFFSET_SECONDS) % SECONDS_PER_DAY;
     t.saturating_sub(second)
 }
 
 /// "YYYY-MM-DD HH:MM:SS" in UTC+8.
 pub fn format_local(t: i64) -> String {
-    let (day, second) = local_day_and_second(t);
-    let (y, m, d) = civil_from_days(day);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        second / 3600,
-        second / 60 % 60,
-        second % 60
-    )
+    format_in_shanghai(t, LOCAL_FORMAT)
 }
 
 /// "YYYY-MM-DD" in UTC+8.
 pub fn local_date(t: i64) -> String {
-    let (day, _) = local_day_and_second(t);
-    let (y, m, d) = civil_from_days(day);
-    format!("{y:04}-{m:02}-{d:02}")
+    format_in_shanghai(t, DATE_FORMAT)
 }
 
 /// RFC 3339 in UTC+8, e.g. "2024-01-15T00:00:00+08:00".
 pub fn format_rfc3339(t: i64) -> String {
-    let (day, second) = local_day_and_second(t);
-    let (y, m, d) = civil_from_days(day);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}+08:00",
-        second / 3600,
-        second / 60 % 60,
-        second % 60
-    )
+    format_in_shanghai(t, RFC3339_FORMAT)
 }
 
 #[cfg(test)]
@@ -497,6 +438,24 @@ mod tests {
         ] {
             assert_eq!(start_error(bad), EXPECTED_SHAPE, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_sign_before_the_year_or_a_day_beyond_31_is_named_as_before() {
+        assert_eq!(start_error("+2024-01-01"), EXPECTED_SHAPE);
+        assert_eq!(start_error("-2024-01-01"), EXPECTED_SHAPE);
+        assert_eq!(
+            start_error("2024-01-32"),
+            "day 32 is out of range for 2024-01 (it has 31 days)"
+        );
+        assert_eq!(
+            start_error("2024/2/99 10:00:00"),
+            "day 99 is out of range for 2024-02 (it has 29 days)"
+        );
+        assert_eq!(
+            start_error("2024-01-01 7:99:00"),
+            "minute 99 is out of range"
+        );
     }
 
     #[test]

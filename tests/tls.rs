@@ -14,6 +14,8 @@ mod pg;
 
 use douyin_order_sync::config::{Config, Sources};
 use douyin_order_sync::error::Error;
+use douyin_order_sync::error::Signal;
+use douyin_order_sync::stop::Stop;
 use douyin_order_sync::store::Store;
 use pg::ThrowawayCluster;
 use std::collections::HashMap;
@@ -189,6 +191,10 @@ fn create_role(admin_url: &str) {
 
 /// What the binary does with DB_URL: validate the configuration, then connect.
 fn connect(db_url: &str) -> Result<Store, Error> {
+    connect_with(db_url, &Stop::default())
+}
+
+fn connect_with(db_url: &str, stop: &Stop) -> Result<Store, Error> {
     let env: HashMap<String, String> = [
         ("DB_URL", db_url),
         ("APPID", "test-app"),
@@ -202,7 +208,7 @@ fn connect(db_url: &str) -> Result<Store, Error> {
         env,
         ..Sources::default()
     })?;
-    Store::connect(config.database())
+    Store::connect(config.database(), stop)
 }
 
 #[track_caller]
@@ -337,4 +343,45 @@ fn sslmode_prefer_falls_back_to_plain_text_and_require_fails_against_a_server_wi
     );
     // It stays so until DB_URL or the server changes: configuration, not a passing failure.
     assert_eq!(error.exit_code(), 78, "{error}");
+}
+
+#[test]
+fn a_signal_cancels_a_statement_waiting_on_a_lock_over_a_tls_only_connection() {
+    let server = TlsServer::start();
+    // The migration lock (src/store.rs), held by another session.
+    const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301;
+    let mut other = postgres::Client::connect(server.cluster.url(), postgres::NoTls).unwrap();
+    other
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .unwrap();
+    let stop = Stop::default();
+    let url = server.db_url("127.0.0.1", "sslmode=require");
+    let mut store = connect_with(&url, &stop).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert!(store.ssl_in_use().unwrap());
+    let raiser = stop.clone();
+    let signal = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        raiser.raise(Signal::Term);
+        std::time::Instant::now()
+    });
+    let result = store.migrate();
+    let ended = std::time::Instant::now();
+    let raised = signal.join().unwrap();
+    assert!(
+        matches!(result, Err(Error::Interrupted(Signal::Term))),
+        "{result:?}"
+    );
+    // The cancel request (over TLS, as the session) ended the wait, not the lock timeout.
+    let took = ended.saturating_duration_since(raised);
+    assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    // The session is usable again: the migration's transaction rolled back.
+    assert!(store.is_alive());
+    let tables: i64 = other
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'douyin_order_sync_migrations'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0);
 }

@@ -33,6 +33,7 @@ use crate::crypto::{is_platform_cipher, PhoneCipher};
 use crate::douyin::{Douyin, OrderQuery, DECRYPT_BATCH};
 use crate::error::Error;
 use crate::order::{extract, OrderRow, Rejected};
+use crate::phones::PhoneBook;
 use crate::stop::Stop;
 use crate::store::{Checkpoint, CheckpointKey, DayWrite, Stage, Store};
 use crate::window::{self, Span};
@@ -170,6 +171,8 @@ impl JobQueue {
 /// What every fetcher needs, shared.
 struct FetchContext {
     douyin: Arc<Douyin>,
+    /// Stored phones, the decrypt endpoint, and the run's phone warnings.
+    phones: Arc<PhoneBook>,
     cipher: Option<PhoneCipher>,
     account_id: String,
     time_field: TimeField,
@@ -210,6 +213,7 @@ impl FetchContext {
             }
         }
         self.decrypt_legacy(&mut rows);
+        self.phones.reuse_stored(&mut rows);
         Ok(PageRows {
             rows,
             rejected,
@@ -219,7 +223,7 @@ impl FetchContext {
     }
 
     /// Fill `phone` from a legacy `phone_encrypt`, locally. A phone that cannot be decrypted
-    /// stays NULL with a warning naming the order. `Enc.` forms are left for the coordinator,
+    /// stays NULL (counted for the run's warning). `Enc.` forms are left for the coordinator,
     /// which batches them across pages (50 a call: the endpoint has a daily quota).
     fn decrypt_legacy(&self, rows: &mut [OrderRow]) {
         for row in rows.iter_mut() {
@@ -231,64 +235,33 @@ impl FetchContext {
             }
             match self.cipher.as_ref().map(|c| c.decrypt(cipher_text)) {
                 Some(Ok(phone)) if storable_phone(&phone) => row.phone = Some(phone),
-                Some(Ok(_)) => log::warn!(
-                    "order {}: phone not decrypted (the plaintext is not a phone number)",
-                    row.order_id
-                ),
-                Some(Err(e)) => log::warn!("order {}: phone not decrypted ({e})", row.order_id),
-                None => log::warn!(
-                    "order {}: phone not decrypted (AppSecret cannot be used as an AES key)",
-                    row.order_id
-                ),
+                Some(Ok(_)) => self
+                    .phones
+                    .not_decrypted(&row.order_id, "the plaintext is not a phone number"),
+                Some(Err(e)) => self.phones.not_decrypted(&row.order_id, &e.to_string()),
+                None => self
+                    .phones
+                    .not_decrypted(&row.order_id, "AppSecret cannot be used as an AES key"),
             }
         }
     }
 
-    /// Decrypt `Enc.` phones through the batch endpoint. A failure leaves the phones NULL with
-    /// a warning; only a signal stops the run from here.
+    /// Decrypt `Enc.` phones through the batch endpoint. A failure leaves the phones NULL
+    /// (counted for the run's warning); only a signal stops the run from here.
     fn decrypt_platform(
         &self,
         phones: &[(String, String)],
     ) -> Result<Vec<(String, Option<String>)>, Error> {
-        let ciphers: Vec<String> = phones.iter().map(|(_, c)| c.clone()).collect();
-        let plain = match self.douyin.decrypt_batch(&self.account_id, &ciphers) {
-            Ok(plain) => plain,
-            Err(e @ Error::Interrupted(_)) => return Err(e),
-            Err(e) => {
-                log::warn!(
-                    "{} platform-encrypted phones not decrypted: {e}",
-                    phones.len()
-                );
-                Default::default()
-            }
-        };
+        let decrypted = self
+            .phones
+            .decrypt(&self.douyin, &self.account_id, phones)?;
         self.stop.check()?;
-        Ok(phones
-            .iter()
-            .map(|(order_id, cipher)| {
-                let phone = plain.get(cipher).cloned();
-                let phone = match phone {
-                    Some(p) if !storable_phone(&p) => {
-                        log::warn!(
-                            "order {order_id}: phone not decrypted (the plaintext is not a phone number)"
-                        );
-                        return (order_id.clone(), None);
-                    }
-                    other => other,
-                };
-                if phone.is_none() {
-                    log::warn!(
-                        "order {order_id}: phone not decrypted (the decrypt endpoint returned no plaintext)"
-                    );
-                }
-                (order_id.clone(), phone)
-            })
-            .collect())
+        Ok(decrypted)
     }
 }
 
 /// A decrypted phone the `phone` column (text, btree-indexed) can hold.
-fn storable_phone(phone: &str) -> bool {
+pub(crate) fn storable_phone(phone: &str) -> bool {
     !phone.contains('\0') && phone.len() <= crate::order::MAX_KEY_BYTES
 }
 
@@ -932,7 +905,8 @@ impl Pipeline<'_> {
         }
         if stage && !page.rows.is_empty() {
             for row in &page.rows {
-                if let Some(cipher) = row.phone_encrypt.as_deref() {
+                // Phones already stored for the same ciphertext came filled from the fetcher.
+                if let (Some(cipher), None) = (row.phone_encrypt.as_deref(), &row.phone) {
                     if is_platform_cipher(cipher) && day.queued_phones.insert(row.order_id.clone())
                     {
                         day.pending_phones
@@ -1140,6 +1114,7 @@ impl Pipeline<'_> {
 pub fn sync_days(
     config: &Config,
     douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     store: &mut Store,
     plan: &Plan,
     stop: &Stop,
@@ -1153,6 +1128,7 @@ pub fn sync_days(
     let (tx, rx) = mpsc::sync_channel::<Event>(workers * 2);
     let ctx = Arc::new(FetchContext {
         douyin: Arc::clone(douyin),
+        phones: Arc::clone(phones),
         cipher: PhoneCipher::new(config.app_secret().expose()).ok(),
         account_id: plan.key.account_id.clone(),
         time_field: config.time_field(),

@@ -4,8 +4,13 @@
 //! binary against a throwaway PostgreSQL (or `DB_URL`), and prints orders/s, requests/s as a
 //! share of MAX_QPS (the API's ceiling), the busiest second seen by the server, and the binary's
 //! peak RSS; beside it, the same case one request at a time (CONCURRENCY=1) as a baseline.
+//! Start-up is the time from starting the process to the first order query reaching the fake
+//! (connect, migrations, lock, client token). A "rerun" case runs the same range a second time
+//! on the same database: its decrypt calls show what a rerun costs the app's decrypt quota, and
+//! its start-up reads the stored client token instead of fetching one.
 //! Percentages are shares of the ceiling, MAX_QPS × PAGE_SIZE orders/s (MAX_QPS requests/s).
-//! `bench quick` runs smaller cases (for a smoke test).
+//! `bench quick` runs smaller cases (for a smoke test); `BENCH_BIN=path` measures that binary
+//! instead of building this tree's.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a measuring tool: a failure should stop it loudly
 
 #[path = "../tests/support/fake_douyin.rs"]
@@ -31,6 +36,8 @@ struct Case {
     per_day: usize,
     /// Whether ~1 in 10 phones are platform ciphertexts (`Enc.`), which cost decrypt calls.
     platform_phones: bool,
+    /// Measure a second run over the same range and database instead of the first.
+    rerun: bool,
 }
 
 struct Measured {
@@ -40,6 +47,13 @@ struct Measured {
     request_rate: f64,
     busiest: usize,
     peak_rss_kb: u64,
+    /// From spawning the process to the first order query at the fake.
+    startup_ms: f64,
+    /// From the last request at the fake to the process's exit (the last commits, the fill
+    /// pass, the run's record).
+    tail_ms: f64,
+    decrypt_calls: usize,
+    token_calls: usize,
 }
 
 fn run_case(
@@ -81,11 +95,42 @@ fn run_case(
         .batch_execute(&format!("CREATE DATABASE {db}"))
         .unwrap();
     let url = pg::with_dbname(admin_url, &db);
+    if case.rerun {
+        run_binary(bin, &url, &fake, case, concurrency);
+        fake.clear_requests();
+    }
+    let tokens_before = fake.token_calls();
+    let m = run_binary(bin, &url, &fake, case, concurrency);
+    let mut db_client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let orders: i64 = db_client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .unwrap()
+        .get(0);
+    drop(db_client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+        .unwrap();
+    assert_eq!(orders as usize, case.days * case.per_day, "orders missing");
+    Measured {
+        orders,
+        token_calls: fake.token_calls() - tokens_before,
+        ..m
+    }
+}
+
+/// One run of the binary; `orders` is what the day lines say (the caller counts the table).
+fn run_binary(
+    bin: &std::path::Path,
+    url: &str,
+    fake: &FakeDouyin,
+    case: &Case,
+    concurrency: Option<usize>,
+) -> Measured {
     let end = MARCH_1 + case.days as i64 * 86_400 - 1;
     let log_path = std::env::temp_dir().join(format!("douyin-bench-{}.log", std::process::id()));
     let mut cmd = Command::new(bin);
     cmd.env_clear()
-        .env("DB_URL", &url)
+        .env("DB_URL", url)
         .env("APPID", FakeConfig::default().app_id)
         .env("AppSecret", FakeConfig::default().app_secret)
         .env("ACCOUNT_ID", ACCOUNT)
@@ -107,6 +152,7 @@ fn run_case(
         cmd.env("CONCURRENCY", c);
     }
     let started = Instant::now();
+    let spawned_ms = fake.now_ms();
     let mut child = cmd.spawn().unwrap();
     let pid = child.id();
     let mut peak = 0;
@@ -125,23 +171,26 @@ fn run_case(
         std::thread::sleep(Duration::from_millis(10));
     };
     let seconds = started.elapsed().as_secs_f64();
+    let exited_ms = fake.now_ms();
     let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
     assert!(status.success(), "the run failed: {status}\n{stderr}");
-    for line in stderr.lines().filter(|l| l.contains("coordinator:")) {
+    for line in stderr.lines().filter(|l| {
+        ["coordinator:", "fill pass:", "start-up:"]
+            .iter()
+            .any(|k| l.contains(k))
+    }) {
         println!("    {line}");
     }
-    let mut db_client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let orders: i64 = db_client
-        .query_one("SELECT count(*) FROM orders", &[])
-        .unwrap()
-        .get(0);
-    drop(db_client);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .unwrap();
-    assert_eq!(orders as usize, case.days * case.per_day, "orders missing");
     let requests = fake.requests();
+    let first_query = requests
+        .iter()
+        .find(|r| r.path.contains("order/query"))
+        .map_or(spawned_ms, |r| r.at_ms);
+    let decrypt_calls = requests
+        .iter()
+        .filter(|r| r.path.contains("decrypt"))
+        .count();
     let first = requests.first().map_or(0, |r| r.at_ms);
     let last = requests.last().map_or(0, |r| r.at_ms);
     let request_rate = if last > first {
@@ -150,12 +199,16 @@ fn run_case(
         f64::INFINITY
     };
     Measured {
-        orders,
+        orders: (case.days * case.per_day) as i64,
         seconds,
         requests: requests.len(),
         request_rate,
         busiest: fake.busiest_second(),
         peak_rss_kb: peak,
+        startup_ms: first_query.saturating_sub(spawned_ms) as f64,
+        tail_ms: exited_ms.saturating_sub(last) as f64,
+        decrypt_calls,
+        token_calls: 0,
     }
 }
 
@@ -174,11 +227,15 @@ fn print_row(label: &str, case: &Case, m: &Measured) {
         }
     };
     println!(
-        "  {label:<22} {wall:>7.0} orders/s{}  {fetching:>7.0} orders/s fetching{}  {:>5.1} s  {:>5} requests  {:>6.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
+        "  {label:<22} {wall:>7.0} orders/s{}  {fetching:>7.0} orders/s fetching{}  {:>5.1} s (start-up {:>3.0} ms, tail {:>3.0} ms)  {:>5} requests ({} decrypt, {} token)  {:>6.1} req/s{}  busiest second {:>4}  peak RSS {:>5.1} MB",
         share(wall),
         share(fetching),
         m.seconds,
+        m.startup_ms,
+        m.tail_ms,
         m.requests,
+        m.decrypt_calls,
+        m.token_calls,
         m.request_rate,
         if limited {
             format!(" ({:>5.1}% of MAX_QPS)", 100.0 * m.request_rate / ceiling)
@@ -192,7 +249,11 @@ fn print_row(label: &str, case: &Case, m: &Measured) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let bin = release_binary::build_release_binary().unwrap_or_else(|e| panic!("{e}"));
+    // BENCH_BIN: measure another build (e.g. main's) with the same cases.
+    let bin = match std::env::var_os("BENCH_BIN") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => release_binary::build_release_binary().unwrap_or_else(|e| panic!("{e}")),
+    };
     let _cluster;
     let admin_url = match std::env::var("DB_URL") {
         Ok(url) => url,
@@ -211,6 +272,7 @@ fn main() {
         days,
         per_day: per_day / scale,
         platform_phones,
+        rerun: false,
     };
     let cases = [
         case(
@@ -246,6 +308,17 @@ fn main() {
             true,
         ),
         case("0 ms, no limit, 1 day x 30,000", 0, 1000, 1, 30_000, true),
+        Case {
+            rerun: true,
+            ..case(
+                "100 ms latency, MAX_QPS=15, 10 days x 1,500, 1 in 10 phones Enc., rerun (phones and token stored)",
+                100,
+                15,
+                10,
+                1500,
+                true,
+            )
+        },
     ];
     println!(
         "douyin-order-sync benchmark (PAGE_SIZE=100, release build, {} cores)",

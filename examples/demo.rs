@@ -351,7 +351,12 @@ fn run(interrupted: &AtomicBool) -> Result<()> {
     streams_env.push(("STREAMS", "all".to_string()));
     fake.clear_requests();
     sync(&bin, &streams_env, workdir.path())?;
-    report_requests(&fake);
+    println!(
+        "each endpoint kept its own budget: busiest second {} order queries (MAX_QPS={MAX_QPS}), \
+         {} verification queries (VERIFY_QPS default 50)",
+        fake.busiest_second_of(fake_douyin::ORDER_QUERY_PATH),
+        fake.busiest_second_of(fake_douyin::VERIFY_PATH)
+    );
     for (title, sql) in [
         (
             "coupons used per day and per shop",

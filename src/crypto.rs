@@ -144,9 +144,53 @@ pub fn is_platform_cipher(s: &str) -> bool {
     s.trim().starts_with(PLATFORM_PREFIX)
 }
 
+/// A one-way fingerprint of the AppSecret (32 hex digits), stored beside the client token so
+/// that a changed secret is not answered with a token fetched with the old one.
+///
+/// Davies–Meyer over AES-256 (each 32-byte block of the Merkle–Damgård-padded secret is the key
+/// that encrypts the running value, which is then XORed in): recovering the secret from it is
+/// recovering an AES key from a known plaintext. It is a fingerprint, not a password hash.
+pub fn secret_fingerprint(secret: &str) -> String {
+    use aes::cipher::generic_array::GenericArray;
+    use aes::cipher::{BlockEncrypt, KeyInit};
+    let bytes = secret.as_bytes();
+    let mut message = bytes.to_vec();
+    message.push(0x80);
+    while !(message.len() + 8).is_multiple_of(SECRET_LEN) {
+        message.push(0);
+    }
+    message.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    let mut state = *b"douyin-order-syn";
+    for block in message.chunks(SECRET_LEN) {
+        let cipher = aes::Aes256::new(GenericArray::from_slice(block));
+        let mut out = GenericArray::clone_from_slice(&state);
+        cipher.encrypt_block(&mut out);
+        for (s, o) in state.iter_mut().zip(out.iter()) {
+            *s ^= o;
+        }
+    }
+    state.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_fingerprint_is_stable_and_tells_secrets_apart() {
+        let a = secret_fingerprint("0123456789abcdef0123456789abcdef");
+        assert_eq!(a, secret_fingerprint("0123456789abcdef0123456789abcdef"));
+        assert_eq!(a.len(), 32);
+        assert!(!a.contains("0123456789abcdef"));
+        for other in [
+            "0123456789abcdef0123456789abcdeF",
+            "",
+            "x",
+            &"a".repeat(100),
+        ] {
+            assert_ne!(a, secret_fingerprint(other), "{other}");
+        }
+    }
     use aes::cipher::block_padding::NoPadding;
 
     /// The §4 test vectors: (AppSecret, plaintext, phone_encrypt).

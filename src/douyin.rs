@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The largest body we read; a page of 100 orders is well under a megabyte.
 const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
@@ -31,6 +31,43 @@ const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
 const MAX_TOKEN_REFRESHES: u32 = 3;
 /// The batch decrypt endpoint takes at most this many ciphertexts a call.
 pub const DECRYPT_BATCH: usize = 50;
+/// A client token's lifetime when the answer does not say (§1: 7200 s).
+const DEFAULT_TOKEN_LIFETIME_SECS: i64 = 7200;
+/// A token with less validity left than this is replaced before it is used: a run (normally
+/// well under a minute, every 15 minutes) then never starts on a token that dies under it, and a
+/// kept token is still reused for 1 h 45 min of its 2 h, i.e. about 14 token calls a day instead
+/// of 96. A token that dies early anyway (another service of the app fetched two newer ones) is
+/// replaced when Douyin says so.
+pub const TOKEN_RENEW_MARGIN_SECS: i64 = 15 * 60;
+
+/// A token just fetched from the token endpoint.
+pub struct FreshToken {
+    pub token: Secret,
+    /// `expires_in` minus the time the call took: how long it is valid from now, at least.
+    pub lifetime_secs: i64,
+}
+
+/// Keeps the client token between runs (src/token_cache.rs keeps it in PostgreSQL).
+pub trait TokenKeeper: Send + Sync {
+    /// The token to use and its seconds of validity left: a kept one that is still valid for
+    /// more than [`TOKEN_RENEW_MARGIN_SECS`] (never `refused`, the one Douyin just called
+    /// expired), else the one `fetch` brings, which is then kept.
+    fn obtain(
+        &self,
+        refused: Option<&Secret>,
+        fetch: &dyn Fn() -> Result<FreshToken, Error>,
+    ) -> Result<(Secret, i64), Error>;
+}
+
+/// What a batch decryption got.
+#[derive(Debug, Default)]
+pub struct Decrypted {
+    /// Ciphertext → plaintext, for each ciphertext the endpoint decrypted.
+    pub plain: HashMap<String, String>,
+    /// The app's decrypt quota is used up (2190001 / 28003017): set on the call that was told
+    /// so and on every later call of the run, which sends nothing.
+    pub quota: Option<ApiRefusal>,
+}
 
 /// What the job does with an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -465,6 +502,17 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
     pub token_fetches: AtomicU64,
+    /// Ciphertexts sent to the batch decrypt endpoint (each try counts: the quota does).
+    pub ciphertexts_sent: AtomicU64,
+}
+
+/// The token in use.
+struct CurrentToken {
+    /// Lets concurrent callers that saw the same expired token trigger one refresh.
+    generation: u64,
+    token: Secret,
+    /// When to replace it before it expires.
+    renew_at: Instant,
 }
 
 /// The Douyin client of one run: one token, one QPS budget, one retry policy for all calls.
@@ -476,9 +524,11 @@ pub struct Douyin {
     retry: RetryPolicy,
     pacer: Pacer,
     stop: Stop,
-    /// (generation, token). The generation lets concurrent callers that saw the same expired
-    /// token trigger one refresh between them.
-    token: Mutex<Option<(u64, Secret)>>,
+    token: Mutex<Option<CurrentToken>>,
+    /// Where the token outlives the run, once set.
+    keeper: OnceLock<std::sync::Arc<dyn TokenKeeper>>,
+    /// The decrypt quota answer, once Douyin gave it: no more decrypt calls this run.
+    decrypt_quota: Mutex<Option<ApiRefusal>>,
     counters: Counters,
     rng: AtomicU64,
 }
@@ -510,6 +560,8 @@ impl Douyin {
             pacer: Pacer::new(config.max_qps()),
             stop,
             token: Mutex::new(None),
+            keeper: OnceLock::new(),
+            decrypt_quota: Mutex::new(None),
             counters: Counters::default(),
             rng: AtomicU64::new(seed | 1),
         }
@@ -519,33 +571,68 @@ impl Douyin {
         &self.counters
     }
 
-    /// Fetch the run's token now (so that bad credentials fail before any day starts).
+    /// Keep tokens with `keeper` from now on (set once; later calls are ignored).
+    pub fn set_token_keeper(&self, keeper: std::sync::Arc<dyn TokenKeeper>) {
+        let _ = self.keeper.set(keeper);
+    }
+
+    /// Get the run's token now (so that bad credentials fail before any day starts): the kept
+    /// one if the keeper has one valid for long enough, else a fresh one.
     pub fn authenticate(&self) -> Result<(), Error> {
         self.token_generation(None).map(|_| ())
     }
 
-    /// The current token, fetching one if there is none, or a newer one if `stale` is the
-    /// generation that was just refused. Holding the lock while fetching makes concurrent
-    /// callers wait for the one fetch instead of each fetching their own.
+    /// The current token; a new one if there is none, if it is due for renewal, or if `stale`
+    /// is the generation that was just refused. Holding the lock while getting one makes
+    /// concurrent callers wait for the one fetch instead of each fetching their own.
     fn token_generation(&self, stale: Option<u64>) -> Result<(u64, Secret), Error> {
         let mut guard = self.token.lock().unwrap_or_else(|p| p.into_inner());
         match (&*guard, stale) {
-            (Some((generation, token)), Some(old)) if *generation != old => {
-                return Ok((*generation, token.clone()))
+            (Some(current), Some(old)) if current.generation != old => {
+                return Ok((current.generation, current.token.clone()))
             }
-            (Some((generation, token)), None) => return Ok((*generation, token.clone())),
+            (Some(current), None) if Instant::now() < current.renew_at => {
+                return Ok((current.generation, current.token.clone()))
+            }
             _ => {}
         }
-        let next = guard.as_ref().map_or(1, |(g, _)| g + 1);
-        let token = self.call_without_token("token", || self.fetch_token())?;
-        self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
-        log::debug!("fetched client token #{next}");
-        *guard = Some((next, token.clone()));
+        let next = guard.as_ref().map_or(1, |c| c.generation + 1);
+        // Only a token Douyin refused is excluded; one merely due may come back from the keeper
+        // if another run has meanwhile stored a newer one.
+        let refused = stale.and(guard.as_ref().map(|c| c.token.clone()));
+        let (token, valid_secs) = match self.keeper.get() {
+            Some(keeper) => keeper.obtain(refused.as_ref(), &|| self.fresh_token())?,
+            None => {
+                let fresh = self.fresh_token()?;
+                (fresh.token, fresh.lifetime_secs)
+            }
+        };
+        // Whether stored or fresh, the token is a credential: no log line may carry it.
+        crate::logging::hide(token.expose());
+        log::debug!("client token #{next}, valid for {valid_secs} s");
+        let renew_in = u64::try_from(valid_secs - TOKEN_RENEW_MARGIN_SECS).unwrap_or(0);
+        *guard = Some(CurrentToken {
+            generation: next,
+            token: token.clone(),
+            renew_at: Instant::now() + Duration::from_secs(renew_in),
+        });
         Ok((next, token))
     }
 
-    /// One try of `POST /oauth/client_token/`.
-    fn fetch_token(&self) -> Result<Secret, CallError> {
+    /// A new token from the token endpoint, with retries.
+    fn fresh_token(&self) -> Result<FreshToken, Error> {
+        let asked = Instant::now();
+        let (token, expires_in) = self.call_without_token("token", || self.fetch_token())?;
+        self.counters.token_fetches.fetch_add(1, Ordering::Relaxed);
+        let took = asked.elapsed().as_secs() as i64 + 1;
+        Ok(FreshToken {
+            token,
+            lifetime_secs: (expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS) - took).max(0),
+        })
+    }
+
+    /// One try of `POST /oauth/client_token/`: the token and its `expires_in`, when given.
+    fn fetch_token(&self) -> Result<(Secret, Option<i64>), CallError> {
         let url = format!("{}/oauth/client_token/", self.base);
         let body = serde_json::json!({
             "client_key": self.app_id,
@@ -591,10 +678,12 @@ impl Douyin {
                     detail: "token answer without access_token".into(),
                     logid,
                 })?;
-        if let Some(expires) = data.expires_in.as_ref().and_then(Num::as_i64) {
-            log::debug!("client token valid for {expires} s");
-        }
-        Ok(Secret::new(token))
+        let expires_in = data
+            .expires_in
+            .as_ref()
+            .and_then(Num::as_i64)
+            .filter(|e| *e > 0);
+        Ok((Secret::new(token), expires_in))
     }
 
     /// Ask one page of orders, with retries.
@@ -697,20 +786,38 @@ impl Douyin {
     }
 
     /// Decrypt platform ciphertexts ("Enc." phones) through the batch endpoint, at most 50 a
-    /// call. Returns the plaintext of each ciphertext that could be decrypted.
-    pub fn decrypt_batch(
-        &self,
-        account_id: &str,
-        ciphers: &[String],
-    ) -> Result<HashMap<String, String>, Error> {
-        let mut plain = HashMap::new();
+    /// call. Returns the plaintext of each ciphertext that could be decrypted. Once Douyin has
+    /// said the app's decrypt quota is used up, nothing more is sent this run: the answer says
+    /// so instead (the orders are stored without the phone, a later run fills it in).
+    pub fn decrypt_batch(&self, account_id: &str, ciphers: &[String]) -> Result<Decrypted, Error> {
+        let mut decrypted = Decrypted::default();
         for chunk in ciphers.chunks(DECRYPT_BATCH) {
+            let known_quota = self
+                .decrypt_quota
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(refusal) = known_quota {
+                decrypted.quota = Some(refusal);
+                break;
+            }
             let part = self.with_token("decrypt", |token| {
-                self.decrypt_once(token, account_id, chunk)
+                match self.decrypt_once(token, account_id, chunk) {
+                    Err(CallError::Api(r)) if classify(r.code) == Class::Quota => Ok(Err(r)),
+                    other => other.map(Ok),
+                }
             })?;
-            plain.extend(part);
+            match part {
+                Ok(plain) => decrypted.plain.extend(plain),
+                Err(refusal) => {
+                    *self.decrypt_quota.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(refusal.clone());
+                    decrypted.quota = Some(refusal);
+                    break;
+                }
+            }
         }
-        Ok(plain)
+        Ok(decrypted)
     }
 
     fn decrypt_once(
@@ -736,6 +843,9 @@ impl Douyin {
             .set("Content-Type", "application/json")
             .set("access-token", token.expose())
             .set("Rpc-Transit-Life-Account", account_id);
+        self.counters
+            .ciphertexts_sent
+            .fetch_add(ciphers.len() as u64, Ordering::Relaxed);
         let (text, header_logid) = self.send(request, Some(body.to_string()))?;
         let answer: DecryptAnswer = parse(&text, &header_logid)?;
         let logid = logid_of(answer.extra.as_ref(), header_logid);

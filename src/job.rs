@@ -1,6 +1,8 @@
-//! One run from start to exit: connect and migrate, obey and keep the `task_monitor` row, record
-//! the run, authenticate once, sync each account under its own lock and checkpoint, log the
-//! summary, pick the exit code and report the metrics. Also the read-only `check`.
+//! One run from start to exit: connect (the run's connection and a side connection, together),
+//! get the client token (the stored one, else a fresh one that is stored), migrate, obey and keep
+//! the `task_monitor` row, record the run, sync each account under its own lock and checkpoint
+//! (then fill phones an earlier run could not decrypt), log the summary, pick the exit code and
+//! report the metrics. Also the read-only `check`.
 //!
 //! Accounts fail independently: a refused authorisation or a day that keeps failing ends that
 //! account, the others go on, and the run exits with the most serious error among them. A signal
@@ -12,10 +14,12 @@ use crate::error::Error;
 use crate::metrics::{AccountReport, RunReport};
 use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::pacer::Pacer;
+use crate::phones::PhoneBook;
 use crate::stop::Stop;
-use crate::store::{OrdersLayout, RunRecord, Store};
+use crate::store::{OrdersLayout, RunRecord, SideConnection, Store};
 use crate::streams::{StreamContext, StreamKind, StreamOutcome, StreamStats};
 use crate::sync::{self, AccountStats, Plan};
+use crate::token_cache::TokenCache;
 use crate::window;
 use std::sync::Arc;
 use std::time::Instant;
@@ -77,9 +81,14 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
     // that API_BASE_URL is Douyin (a path answering 404 is a configuration error). Other token
     // failures (77, 75) are recorded in sync_runs like any failed run. A run that task_monitor
     // holds (STOP) asks Douyin nothing, not even a token.
-    let mut store = Store::connect(config.database(), stop)?;
+    let startup = Instant::now();
+    let (store, side) = connect_both(config, stop);
+    let mut store = store?;
     store.check_access()?;
+    let side = side?;
     let douyin = Arc::new(Douyin::new(config, stop.clone()));
+    let tokens = Arc::new(TokenCache::new(config, Arc::clone(&side), stop));
+    douyin.set_token_keeper(Arc::clone(&tokens) as Arc<dyn crate::douyin::TokenKeeper>);
     let authenticated = if stop_requested(config, &mut store) {
         Ok(())
     } else {
@@ -91,6 +100,13 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
     for done in store.migrate()? {
         log::info!("{done}");
     }
+    // The first run on a database got its token before the table to keep it in existed.
+    tokens.migrated();
+    log::debug!(
+        "start-up: {:.0} ms (connect, migrations, client token)",
+        startup.elapsed().as_secs_f64() * 1000.0
+    );
+    let phones = Arc::new(PhoneBook::new(side));
     let mut task = TaskMonitor::new(config, stop);
     let begin = task.as_mut().map(|monitor| monitor.begin(&mut store));
     if begin == Some(Begin::Off) {
@@ -121,7 +137,15 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
         .and_then(|run_id| {
             let mut record = RunRecord::default();
             let result = authenticated.and_then(|()| {
-                sync_accounts(config, &douyin, stop, &mut store, &mut record, report)
+                sync_accounts(
+                    config,
+                    &douyin,
+                    &phones,
+                    stop,
+                    &mut store,
+                    &mut record,
+                    report,
+                )
             });
             record.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
             record.error = result.as_ref().err().map(Error::to_string);
@@ -160,6 +184,35 @@ fn run_monitored(config: &Config, stop: &Stop, report: &mut RunReport) -> Result
     result
 }
 
+/// The run's connection and the side connection (the token, phone look-ups), connected
+/// together: a second connect costs no start-up time.
+fn connect_both(
+    config: &Config,
+    stop: &Stop,
+) -> (Result<Store, Error>, Result<Arc<SideConnection>, Error>) {
+    std::thread::scope(|scope| {
+        let side = scope.spawn(|| SideConnection::connect(config.database(), stop).map(Arc::new));
+        let store = Store::connect(config.database(), stop);
+        let side = side
+            .join()
+            .unwrap_or_else(|_| Err(Error::Bug("connecting the side connection panicked".into())));
+        (store, side)
+    })
+}
+
+/// After an account's days: fill phones an earlier run stored NULL (the decrypt quota was used
+/// up). Its failure is a warning: the orders are stored, and the next run tries again.
+fn fill_phones(phones: &PhoneBook, douyin: &Douyin, account: &str) -> Result<(), Error> {
+    match phones.fill(douyin, account) {
+        Ok(_) => Ok(()),
+        Err(e @ Error::Interrupted(_)) => Err(e),
+        Err(e) => {
+            log::warn!("account {account}: phones left NULL earlier could not be filled: {e}");
+            Ok(())
+        }
+    }
+}
+
 /// Whether task_monitor asks this run to stop before it starts (its row says STOP), read
 /// without writing; anything unclear is "no" (the monitor's own start decides then).
 fn stop_requested(config: &Config, store: &mut Store) -> bool {
@@ -194,9 +247,11 @@ fn read_checkpoints(config: &Config, store: &mut Store, report: &mut RunReport) 
     }
 }
 
+#[allow(clippy::too_many_arguments)] // reason: the run's every part meets here
 fn sync_accounts(
     config: &Config,
     douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     stop: &Stop,
     store: &mut Store,
     record: &mut RunRecord,
@@ -234,8 +289,15 @@ fn sync_accounts(
             pacers: &pacers,
             now,
         };
-        let (result, stream_results) =
-            sync_account(config, douyin, store, account, &streams, stop, &mut stats);
+        let (result, stream_results) = sync_account(
+            config, douyin, phones, store, account, &streams, stop, &mut stats,
+        );
+        // Phones left NULL by earlier runs are filled after the account's orders.
+        let result = if config.streams().contains(&StreamKind::Orders) {
+            result.and_then(|()| fill_phones(phones, douyin, account))
+        } else {
+            result
+        };
         let mut failed_streams = Vec::new();
         for (kind, outcome) in stream_results {
             let (stream_stats, error) = (outcome.stats, outcome.result.err());
@@ -316,6 +378,7 @@ fn sync_accounts(
             }
         }
     }
+    phones.report();
     let (requests, retries, tokens) = sync::request_counts(douyin);
     let seconds = started.elapsed().as_secs_f64();
     let rate = totals.orders as f64 / seconds.max(0.001);
@@ -447,9 +510,11 @@ type StreamOutcomes = Vec<(StreamKind, StreamOutcome)>;
 /// Sync one account under its lock: the orders stream (when asked) on this thread, every other
 /// stream on its own thread and connection at the same time (each has its own budget). A
 /// stream that fails stops no other.
+#[allow(clippy::too_many_arguments)] // reason: one account's sync needs the run's every part
 fn sync_account(
     config: &Config,
     douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     store: &mut Store,
     account: &str,
     streams: &StreamRun<'_>,
@@ -485,7 +550,16 @@ fn sync_account(
             handles.push((kind, spawned));
         }
         let result = if config.streams().contains(&StreamKind::Orders) {
-            sync_orders(config, douyin, store, account, streams.now, stop, stats)
+            sync_orders(
+                config,
+                douyin,
+                phones,
+                store,
+                account,
+                streams.now,
+                stop,
+                stats,
+            )
         } else {
             Ok(())
         };
@@ -516,9 +590,11 @@ fn sync_account(
     (result, outcomes)
 }
 
+#[allow(clippy::too_many_arguments)] // reason: the orders stream needs the run's every part
 fn sync_orders(
     config: &Config,
     douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     store: &mut Store,
     account: &str,
     now: i64,
@@ -532,7 +608,7 @@ fn sync_orders(
     if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
         stats.window = Some((first.span.start, last.span.end));
     }
-    sync::sync_days(config, douyin, store, &plan, stop, stats)
+    sync::sync_days(config, douyin, phones, store, &plan, stop, stats)
 }
 
 /// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
@@ -572,8 +648,23 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     let (statement_timeout, lock_timeout) = store.timeouts()?;
     say!("database session: statement_timeout {statement_timeout}, lock_timeout {lock_timeout}");
     let douyin = Douyin::new(config, stop.clone());
+    // A stored token that is still valid proves the same credentials were accepted; check
+    // uses it (and stores none: it writes nothing).
+    if store.has_token_table()? {
+        let side = Arc::new(SideConnection::connect(config.database(), stop)?);
+        douyin.set_token_keeper(Arc::new(TokenCache::read_only(config, side, stop)));
+    }
     douyin.authenticate()?;
-    say!("douyin: client token ok from {}", config.api_base());
+    let (_, _, fetched) = sync::request_counts(&douyin);
+    say!(
+        "douyin: client token ok from {}{}",
+        config.api_base(),
+        if fetched == 0 {
+            " (the stored one, still valid)"
+        } else {
+            ""
+        }
+    );
     let now = sync::now_epoch();
     let has_checkpoints = store.has_checkpoints()?;
     for account in config.accounts() {

@@ -4,9 +4,12 @@
 //! and each owns one job: `cli` (flags as typed), `config` (validated settings), `window` (dates
 //! in UTC+8 and day slices), `dotenv` (the `.env` file as python-dotenv reads it), `db_url` (DB_URL as
 //! SQLAlchemy reads it), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
-//! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline of one
-//! account), `job` (a run over all accounts), `monitor` (the `task_monitor` row), `metrics`
-//! (Prometheus), `stop` (signals and the remote stop), `logging`, `error`.
+//! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the orders pipeline of one
+//! account), `streams` (the frame shared by every stream: the plan of days, the `Stream`
+//! description and the day runner of the other streams), `job` (a run over all accounts),
+//! `monitor` (the `task_monitor` row), `metrics` (Prometheus), `phones` (stored phones, the
+//! decrypt quota, the fill pass), `token_cache` (the client token kept between runs), `stop`
+//! (signals and the remote stop), `logging`, `error`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -22,11 +25,13 @@ pub mod metrics;
 pub mod monitor;
 pub mod order;
 pub mod pacer;
+pub mod phones;
 pub mod stop;
 pub mod store;
 pub mod streams;
 pub mod sync;
 pub mod tls;
+pub mod token_cache;
 pub mod window;
 
 use crate::config::Config;

@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "task_monitor",
         include_str!("../sql/0004_task_monitor.sql"),
     ),
+    (
+        5,
+        "client_token",
+        include_str!("../sql/0005_client_token.sql"),
+    ),
     (6, "streams", include_str!("../sql/0006_streams.sql")),
     (
         7,
@@ -182,6 +187,8 @@ const REQUIRED_PRIVILEGES: &[(&str, &[&str])] = &[
         "rejected_records",
         &["SELECT", "INSERT", "UPDATE", "DELETE"],
     ),
+    ("douyin_client_tokens", &["SELECT", "INSERT", "UPDATE"]),
+    ("douyin_phone_refusals", &["SELECT", "INSERT", "UPDATE"]),
 ];
 
 /// Serialises migrations between runs that start at the same moment.
@@ -562,7 +569,7 @@ impl Store {
             .collect();
         if !missing.is_empty() {
             return Err(Error::config(format!(
-                "DB_URL ({masked}): role {role} lacks {} (GRANT SELECT, INSERT, UPDATE ON orders, sync_checkpoints, sync_runs TO {role}, and USAGE on sync_runs_id_seq)",
+                "DB_URL ({masked}): role {role} lacks {} (GRANT SELECT, INSERT, UPDATE ON orders, sync_checkpoints, sync_runs, douyin_client_tokens, douyin_phone_refusals TO {role}, and USAGE on sync_runs_id_seq)",
                 missing.join(", ")
             )));
         }
@@ -1110,6 +1117,263 @@ impl Store {
                 .map_err(self.err("drop stale staging table"))?;
         }
         Ok(tables.len())
+    }
+}
+
+// What a run costs the merchant's app (issue 14): the stored client token, phones already
+// decrypted, and the phones a used-up decrypt quota left NULL. These run on the run's side
+// connection (src/phones.rs, src/token_cache.rs), never on the committer's.
+
+/// The stored client token of an app, as read.
+#[derive(Debug)]
+pub struct StoredToken {
+    pub token: crate::config::Secret,
+    /// Seconds of validity left, by the database's clock (every run host agrees on it).
+    pub remaining_secs: i64,
+    /// The fingerprint of the AppSecret it was fetched with.
+    pub credential: String,
+}
+
+/// The advisory lock that serialises "read the stored token, fetch one if needed, store it"
+/// between runs starting together.
+const TOKEN_LOCK: i64 = 0x646f_7573_796e_6305; // "dousync\x05"
+
+/// How long a ciphertext the decrypt endpoint answered without plaintext is not sent again.
+const REFUSAL_SECS: i64 = 86_400;
+
+impl Store {
+    /// Whether migration 0005 (the token table) has been applied on this database.
+    pub fn has_token_table(&mut self) -> Result<bool, Error> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regclass('douyin_client_tokens') IS NOT NULL",
+                &[],
+            )
+            .map_err(self.err("inspect the database"))?;
+        Ok(row.get(0))
+    }
+
+    /// Run `f` holding the token lock (a transaction-level advisory lock: released on commit or
+    /// when the connection goes). Waits for the lock in short tries so that a signal is heard.
+    pub fn with_token_lock<T>(
+        &mut self,
+        stop: &crate::stop::Stop,
+        f: impl FnOnce(&mut TokenTx<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let masked = self.masked_url.clone();
+        let err = |c: &'static str| {
+            let m = masked.clone();
+            move |e: postgres::Error| db_error(&m, c, &e)
+        };
+        let mut tx = self.client.transaction().map_err(err("token lock"))?;
+        loop {
+            let row = tx
+                .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&TOKEN_LOCK])
+                .map_err(err("token lock"))?;
+            if row.get::<_, bool>(0) {
+                break;
+            }
+            stop.sleep(std::time::Duration::from_millis(20))?;
+        }
+        let mut token_tx = TokenTx {
+            tx,
+            masked: masked.clone(),
+        };
+        let value = f(&mut token_tx)?;
+        token_tx
+            .tx
+            .commit()
+            .map_err(err("store the client token"))?;
+        Ok(value)
+    }
+
+    /// Of these (order id, `Enc.` ciphertext) pairs, the phones already stored for the same
+    /// order and the same ciphertext: (order id, phone). Also the ciphertexts the decrypt
+    /// endpoint refused within a day: (order id, None). Neither needs the quota again.
+    pub fn known_phones(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<Vec<(String, Option<String>)>, Error> {
+        if pairs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, ciphers): (Vec<&str>, Vec<&str>) = pairs
+            .iter()
+            .map(|(id, cipher)| (id.as_str(), cipher.as_str()))
+            .unzip();
+        let rows = self
+            .client
+            .query(
+                "SELECT v.order_id, o.phone
+                   FROM unnest($1::text[], $2::text[]) AS v(order_id, cipher)
+                   JOIN orders o ON o.order_id = v.order_id
+                  WHERE o.phone IS NOT NULL
+                    AND btrim(o.raw_data #>> '{contacts,0,phone_encrypt}') = v.cipher
+                 UNION ALL
+                 SELECT v.order_id, NULL
+                   FROM unnest($1::text[], $2::text[]) AS v(order_id, cipher)
+                   JOIN douyin_phone_refusals r ON r.cipher_text = v.cipher
+                  WHERE r.refused_at > now() - make_interval(secs => $3)",
+                &[&ids, &ciphers, &(REFUSAL_SECS as f64)],
+            )
+            .map_err(self.err("look up stored phones"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Remember ciphertexts the decrypt endpoint answered without plaintext: (order id, cipher).
+    pub fn record_refusals(&mut self, pairs: &[(String, String)]) -> Result<(), Error> {
+        if pairs.is_empty() {
+            return Ok(());
+        }
+        let (ids, ciphers): (Vec<&str>, Vec<&str>) = pairs
+            .iter()
+            .map(|(id, cipher)| (id.as_str(), cipher.as_str()))
+            .unzip();
+        self.client
+            .execute(
+                "INSERT INTO douyin_phone_refusals (cipher_text, order_id)
+                 SELECT cipher, order_id FROM unnest($1::text[], $2::text[]) AS v(order_id, cipher)
+                 ON CONFLICT (cipher_text) DO UPDATE SET refused_at = now(), order_id = EXCLUDED.order_id",
+                &[&ids, &ciphers],
+            )
+            .map_err(self.err("record refused ciphertexts"))?;
+        Ok(())
+    }
+
+    /// Stored orders of an account whose `Enc.` phone is still NULL, newest first, at most
+    /// `limit`, without those refused within a day: (order id, ciphertext).
+    pub fn phones_to_fill(
+        &mut self,
+        account_id: &str,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let rows = self
+            .client
+            .query(
+                "SELECT o.order_id, btrim(o.raw_data #>> '{contacts,0,phone_encrypt}')
+                   FROM orders o
+                  WHERE o.account_id = $1 AND o.phone IS NULL
+                    AND btrim(o.raw_data #>> '{contacts,0,phone_encrypt}') LIKE 'Enc.%'
+                    AND NOT EXISTS (
+                        SELECT 1 FROM douyin_phone_refusals r
+                         WHERE r.cipher_text = btrim(o.raw_data #>> '{contacts,0,phone_encrypt}')
+                           AND r.refused_at > now() - make_interval(secs => $3))
+                  ORDER BY o.update_time DESC NULLS LAST
+                  LIMIT $2",
+                &[&account_id, &limit, &(REFUSAL_SECS as f64)],
+            )
+            .map_err(self.err("find phones to fill"))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Set phones decrypted by the fill pass: (order id, ciphertext, phone). A row is changed
+    /// only if its phone is still NULL and its ciphertext is still the one decrypted (a run
+    /// may have stored a newer state meanwhile). Returns the rows changed.
+    pub fn fill_phones(&mut self, filled: &[(String, String, String)]) -> Result<u64, Error> {
+        if filled.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(filled.len());
+        let mut ciphers = Vec::with_capacity(filled.len());
+        let mut phones = Vec::with_capacity(filled.len());
+        for (id, cipher, phone) in filled {
+            ids.push(id.as_str());
+            ciphers.push(cipher.as_str());
+            phones.push(phone.as_str());
+        }
+        self.client
+            .execute(
+                "UPDATE orders o SET phone = v.phone, sync_time = now()
+                   FROM unnest($1::text[], $2::text[], $3::text[]) AS v(order_id, cipher, phone)
+                  WHERE o.order_id = v.order_id AND o.phone IS NULL
+                    AND btrim(o.raw_data #>> '{contacts,0,phone_encrypt}') = v.cipher",
+                &[&ids, &ciphers, &phones],
+            )
+            .map_err(self.err("fill phones"))
+    }
+}
+
+/// The run's side connection: the token, phone look-ups from the fetchers, the fill pass. A
+/// second connection so that none of it waits for a day's commit (or holds one up); opened
+/// again on next use when it was lost.
+pub struct SideConnection {
+    db: crate::config::Database,
+    stop: Stop,
+    store: std::sync::Mutex<Option<Store>>,
+}
+
+impl SideConnection {
+    /// Connect now.
+    pub fn connect(db: &crate::config::Database, stop: &Stop) -> Result<SideConnection, Error> {
+        let store = Store::connect(db, stop)?;
+        Ok(SideConnection {
+            db: db.clone(),
+            stop: stop.clone(),
+            store: std::sync::Mutex::new(Some(store)),
+        })
+    }
+
+    /// Run `f` on the connection (reconnecting first if it was lost). Callers hold it briefly
+    /// and never while waiting for Douyin, except the token call under the token lock.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Store) -> Result<T, Error>) -> Result<T, Error> {
+        // A panic while holding it cannot leave a connection half-used in a way a query notices.
+        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(Store::is_closed) {
+            *guard = None;
+            *guard = Some(Store::connect(&self.db, &self.stop)?);
+        }
+        match guard.as_mut() {
+            Some(store) => f(store),
+            None => Err(Error::Bug("side connection missing".into())),
+        }
+    }
+}
+
+/// The token table inside the token lock's transaction.
+pub struct TokenTx<'a> {
+    tx: postgres::Transaction<'a>,
+    masked: String,
+}
+
+impl TokenTx<'_> {
+    /// The stored token of this app and API base, if any.
+    pub fn read(&mut self, app_id: &str, api_base: &str) -> Result<Option<StoredToken>, Error> {
+        let row = self
+            .tx
+            .query_opt(
+                "SELECT token, extract(epoch FROM expires_at - now())::bigint, credential
+                   FROM douyin_client_tokens WHERE app_id = $1 AND api_base = $2",
+                &[&app_id, &api_base],
+            )
+            .map_err(|e| db_error(&self.masked, "read the client token", &e))?;
+        Ok(row.map(|r| StoredToken {
+            token: crate::config::Secret::new(r.get::<_, String>(0)),
+            remaining_secs: r.get(1),
+            credential: r.get(2),
+        }))
+    }
+
+    /// Store (or replace) the token of this app and API base, valid `lifetime_secs` from now.
+    pub fn write(
+        &mut self,
+        app_id: &str,
+        api_base: &str,
+        credential: &str,
+        token: &crate::config::Secret,
+        lifetime_secs: i64,
+    ) -> Result<(), Error> {
+        self.tx
+            .execute(
+                "INSERT INTO douyin_client_tokens (app_id, api_base, credential, token, expires_at, fetched_at)
+                 VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), now())
+                 ON CONFLICT (app_id, api_base) DO UPDATE
+                    SET credential = EXCLUDED.credential, token = EXCLUDED.token,
+                        expires_at = EXCLUDED.expires_at, fetched_at = EXCLUDED.fetched_at",
+                &[&app_id, &api_base, &credential, &token.expose(), &(lifetime_secs as f64)],
+            )
+            .map_err(|e| db_error(&self.masked, "store the client token", &e))?;
+        Ok(())
     }
 }
 

@@ -28,20 +28,21 @@
 //! kept with its day and written to `rejected_records` in the day's transaction, with a warning
 //! naming its id and the reason once the day is committed.
 
-use crate::config::{Config, TimeField, WindowSpec};
+use crate::config::{Config, TimeField};
 use crate::crypto::{is_platform_cipher, PhoneCipher};
 use crate::douyin::{Douyin, OrderQuery, DECRYPT_BATCH};
 use crate::error::Error;
 use crate::order::{extract, OrderRow, Rejected};
+use crate::phones::PhoneBook;
 use crate::stop::Stop;
 use crate::store::{Checkpoint, CheckpointKey, DayWrite, Stage, Store};
-use crate::window::{self, Day, Span};
+use crate::window::{self, Span};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How often a slice may be fetched again because it came back inconsistent.
 const MAX_SLICE_ATTEMPTS: u32 = 6;
@@ -74,102 +75,11 @@ pub struct AccountStats {
     pub window: Option<(i64, i64)>,
 }
 
-/// The window of one account, cut into days.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub key: CheckpointKey,
-    /// The whole window asked for (its end is the range's end, or now).
-    pub window: Span,
-    /// The days still to sync (after a resumed checkpoint, if any).
-    pub days: Vec<Day>,
-    /// Where the run resumes from, when it resumes a backfill.
-    pub resumed_from: Option<i64>,
-    /// The end of the range as asked (for `range_done`); None in incremental mode.
-    pub range_end: Option<i64>,
-}
-
-pub fn now_epoch() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The checkpoint row of an account under this configuration.
-pub fn checkpoint_key(config: &Config, account_id: &str) -> CheckpointKey {
-    CheckpointKey {
-        stream: "orders",
-        account_id: account_id.to_string(),
-        time_field: config.time_field().key(),
-        status_filter: config
-            .order_status()
-            .map(|s| s.to_string())
-            .unwrap_or_default(),
-        mode_key: match config.window() {
-            WindowSpec::Range(span) => format!("range:{}-{}", span.start, span.end),
-            WindowSpec::Incremental { .. } => "incremental".to_string(),
-        },
-    }
-}
-
-/// Work out the window of an account from the configuration and its checkpoint.
-pub fn plan(config: &Config, key: CheckpointKey, checkpoint: Option<Checkpoint>, now: i64) -> Plan {
-    plan_with_lookback(config, key, checkpoint, now, config.overlap_secs())
-}
-
-/// [`plan`] with the stream's own lookback: how much before its checkpoint an incremental run
-/// reads again.
-pub fn plan_with_lookback(
-    config: &Config,
-    key: CheckpointKey,
-    checkpoint: Option<Checkpoint>,
-    now: i64,
-    lookback: i64,
-) -> Plan {
-    match config.window() {
-        WindowSpec::Range(span) => {
-            // A finished range runs in full again (to refresh refunds); an unfinished one
-            // resumes after its last committed day. The future is not asked for. A checkpoint
-            // that is not a day's end was cut at "now" (the range reaches into the future): as
-            // in the incremental mode, the run re-reads OVERLAP_SECS before it, where orders
-            // indexed late appear.
-            let resumed_from = checkpoint
-                .filter(|c| {
-                    !c.range_done && c.synced_until > span.start && c.synced_until < span.end
-                })
-                .map(|c| {
-                    let cut_at_now = window::local_midnight(c.synced_until) != c.synced_until;
-                    if cut_at_now || span.end > now {
-                        (c.synced_until - config.overlap_secs()).max(span.start)
-                    } else {
-                        c.synced_until
-                    }
-                });
-            let start = resumed_from.unwrap_or(span.start);
-            let end = span.end.min(now);
-            Plan {
-                key,
-                window: *span,
-                days: window::cut_days(Span { start, end }),
-                resumed_from,
-                range_end: Some(span.end),
-            }
-        }
-        WindowSpec::Incremental { sync_days } => {
-            let start = match checkpoint {
-                Some(c) => (c.synced_until - lookback).min(now),
-                None => now - i64::from(*sync_days) * 86_400,
-            };
-            let window = Span { start, end: now };
-            Plan {
-                key,
-                window,
-                days: window::cut_days(window),
-                resumed_from: None,
-                range_end: None,
-            }
-        }
-    }
-}
+// The plan of a stream's days, and the helpers of its log lines, are the frame's (shared by
+// every stream); re-exported here for the orders pipeline's callers.
+pub use crate::streams::plan::{
+    checkpoint_key, count, human_duration, now_epoch, plan, plan_with_lookback, Plan,
+};
 
 /// A request for a fetcher: a page of a slice, or (page 0, so that it goes first within its
 /// day) a batch of platform ciphertexts to decrypt.
@@ -261,6 +171,8 @@ impl JobQueue {
 /// What every fetcher needs, shared.
 struct FetchContext {
     douyin: Arc<Douyin>,
+    /// Stored phones, the decrypt endpoint, and the run's phone warnings.
+    phones: Arc<PhoneBook>,
     cipher: Option<PhoneCipher>,
     account_id: String,
     time_field: TimeField,
@@ -301,6 +213,7 @@ impl FetchContext {
             }
         }
         self.decrypt_legacy(&mut rows);
+        self.phones.reuse_stored(&mut rows);
         Ok(PageRows {
             rows,
             rejected,
@@ -310,7 +223,7 @@ impl FetchContext {
     }
 
     /// Fill `phone` from a legacy `phone_encrypt`, locally. A phone that cannot be decrypted
-    /// stays NULL with a warning naming the order. `Enc.` forms are left for the coordinator,
+    /// stays NULL (counted for the run's warning). `Enc.` forms are left for the coordinator,
     /// which batches them across pages (50 a call: the endpoint has a daily quota).
     fn decrypt_legacy(&self, rows: &mut [OrderRow]) {
         for row in rows.iter_mut() {
@@ -322,64 +235,33 @@ impl FetchContext {
             }
             match self.cipher.as_ref().map(|c| c.decrypt(cipher_text)) {
                 Some(Ok(phone)) if storable_phone(&phone) => row.phone = Some(phone),
-                Some(Ok(_)) => log::warn!(
-                    "order {}: phone not decrypted (the plaintext is not a phone number)",
-                    row.order_id
-                ),
-                Some(Err(e)) => log::warn!("order {}: phone not decrypted ({e})", row.order_id),
-                None => log::warn!(
-                    "order {}: phone not decrypted (AppSecret cannot be used as an AES key)",
-                    row.order_id
-                ),
+                Some(Ok(_)) => self
+                    .phones
+                    .not_decrypted(&row.order_id, "the plaintext is not a phone number"),
+                Some(Err(e)) => self.phones.not_decrypted(&row.order_id, &e.to_string()),
+                None => self
+                    .phones
+                    .not_decrypted(&row.order_id, "AppSecret cannot be used as an AES key"),
             }
         }
     }
 
-    /// Decrypt `Enc.` phones through the batch endpoint. A failure leaves the phones NULL with
-    /// a warning; only a signal stops the run from here.
+    /// Decrypt `Enc.` phones through the batch endpoint. A failure leaves the phones NULL
+    /// (counted for the run's warning); only a signal stops the run from here.
     fn decrypt_platform(
         &self,
         phones: &[(String, String)],
     ) -> Result<Vec<(String, Option<String>)>, Error> {
-        let ciphers: Vec<String> = phones.iter().map(|(_, c)| c.clone()).collect();
-        let plain = match self.douyin.decrypt_batch(&self.account_id, &ciphers) {
-            Ok(plain) => plain,
-            Err(e @ Error::Interrupted(_)) => return Err(e),
-            Err(e) => {
-                log::warn!(
-                    "{} platform-encrypted phones not decrypted: {e}",
-                    phones.len()
-                );
-                Default::default()
-            }
-        };
+        let decrypted = self
+            .phones
+            .decrypt(&self.douyin, &self.account_id, phones)?;
         self.stop.check()?;
-        Ok(phones
-            .iter()
-            .map(|(order_id, cipher)| {
-                let phone = plain.get(cipher).cloned();
-                let phone = match phone {
-                    Some(p) if !storable_phone(&p) => {
-                        log::warn!(
-                            "order {order_id}: phone not decrypted (the plaintext is not a phone number)"
-                        );
-                        return (order_id.clone(), None);
-                    }
-                    other => other,
-                };
-                if phone.is_none() {
-                    log::warn!(
-                        "order {order_id}: phone not decrypted (the decrypt endpoint returned no plaintext)"
-                    );
-                }
-                (order_id.clone(), phone)
-            })
-            .collect())
+        Ok(decrypted)
     }
 }
 
 /// A decrypted phone the `phone` column (text, btree-indexed) can hold.
-fn storable_phone(phone: &str) -> bool {
+pub(crate) fn storable_phone(phone: &str) -> bool {
     !phone.contains('\0') && phone.len() <= crate::order::MAX_KEY_BYTES
 }
 
@@ -1023,7 +905,8 @@ impl Pipeline<'_> {
         }
         if stage && !page.rows.is_empty() {
             for row in &page.rows {
-                if let Some(cipher) = row.phone_encrypt.as_deref() {
+                // Phones already stored for the same ciphertext came filled from the fetcher.
+                if let (Some(cipher), None) = (row.phone_encrypt.as_deref(), &row.phone) {
                     if is_platform_cipher(cipher) && day.queued_phones.insert(row.order_id.clone())
                     {
                         day.pending_phones
@@ -1222,28 +1105,6 @@ impl Pipeline<'_> {
     }
 }
 
-/// "1 order", "2 orders".
-pub fn count(n: u64, noun: &str) -> String {
-    // "retry" → "retries", but "day" → "days".
-    let consonant_y = noun.ends_with('y') && !noun.ends_with("ay") && !noun.ends_with("ey");
-    match n {
-        1 => format!("1 {noun}"),
-        _ if consonant_y => format!("{n} {}ies", &noun[..noun.len() - 1]),
-        _ => format!("{n} {noun}s"),
-    }
-}
-
-/// "12 s", "3 min", "2.5 h".
-pub fn human_duration(seconds: f64) -> String {
-    if seconds < 90.0 {
-        format!("{seconds:.0} s")
-    } else if seconds < 5400.0 {
-        format!("{:.0} min", seconds / 60.0)
-    } else {
-        format!("{:.1} h", seconds / 3600.0)
-    }
-}
-
 /// Sync one account's plan: fetch, stage and commit every day, in order.
 ///
 /// The work runs in segments; a segment ends when everything is committed, on an error, or when
@@ -1253,6 +1114,7 @@ pub fn human_duration(seconds: f64) -> String {
 pub fn sync_days(
     config: &Config,
     douyin: &Arc<Douyin>,
+    phones: &Arc<PhoneBook>,
     store: &mut Store,
     plan: &Plan,
     stop: &Stop,
@@ -1266,6 +1128,7 @@ pub fn sync_days(
     let (tx, rx) = mpsc::sync_channel::<Event>(workers * 2);
     let ctx = Arc::new(FetchContext {
         douyin: Arc::clone(douyin),
+        phones: Arc::clone(phones),
         cipher: PhoneCipher::new(config.app_secret().expose()).ok(),
         account_id: plan.key.account_id.clone(),
         time_field: config.time_field(),

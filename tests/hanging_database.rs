@@ -130,7 +130,9 @@ fn postgresql_that_accepts_and_never_answers_ends_the_run_with_75_after_the_conn
     assert!(out.log().contains(&expected), "{}", out.report());
     assert!(out.log().contains("DB_URL"), "{}", out.report());
     assert!(!out.log().contains("Secr3t"), "{}", out.report());
-    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+    // The run's connection and the side connection (the token, phone look-ups) connect at the
+    // same time, so the run still ends after one timeout, not two.
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 2);
     assert!(w.fake.requests().is_empty());
 }
 

@@ -4,7 +4,9 @@
 mod support;
 
 use support::fake_douyin::GeneratedOrder;
-use support::setup::{assert_stored_exactly, int, World, ACCOUNT, DAY, MARCH_1, SEED_QUERIES};
+use support::setup::{
+    assert_stored_exactly, int, migration_count, World, ACCOUNT, DAY, MARCH_1, SEED_QUERIES,
+};
 
 /// The seed's table, exactly as its code creates it, plus its heartbeat table.
 const SEED_SCHEMA: &str = "
@@ -159,7 +161,7 @@ fn a_table_that_is_already_ours_is_left_as_it_is() {
     assert_eq!(w.table(), before);
     assert_eq!(
         w.count("SELECT count(*) FROM douyin_order_sync_migrations"),
-        support::setup::migration_count()
+        migration_count()
     );
 }
 

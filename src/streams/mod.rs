@@ -10,6 +10,7 @@
 //! run's summary treat all streams alike. A new stream is one file here (a [`Stream`] impl), one
 //! line in [`StreamKind`], one migration (`sql/NNNN_*.sql`), and its settings in `config`.
 
+pub mod plan;
 pub mod refunds;
 pub mod settlements;
 pub mod verifications;
@@ -403,6 +404,7 @@ fn run_stream<S: Stream>(
 ) -> Result<(), Error> {
     let config = ctx.config;
     let mut store = Store::connect(config.database(), ctx.stop)?;
+    store.set_application_name(&format!("douyin-order-sync {}", S::NAME))?;
     let key = checkpoint_key(config, S::NAME, S::TIME_FIELD, account_id);
     let checkpoint = store.checkpoint(&key)?;
     let plan: Plan =

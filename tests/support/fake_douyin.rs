@@ -258,6 +258,11 @@ struct Ctl {
     requests: Vec<RecordedRequest>,
     ciphers: HashMap<String, String>,
     expired_toggle: bool,
+    /// Ciphertexts received by the decrypt endpoint (what its daily quota counts).
+    decrypt_ciphertexts: u64,
+    /// Ciphertexts the app's decrypt quota still allows (`None`: unlimited); a call with more
+    /// than that answers 2190001 (quota used up).
+    decrypt_quota: Option<u64>,
 }
 
 struct TokenState {
@@ -369,6 +374,8 @@ impl FakeDouyin {
                 verify_times: VecDeque::new(),
                 requests: Vec::new(),
                 ciphers: HashMap::new(),
+                decrypt_ciphertexts: 0,
+                decrypt_quota: None,
                 expired_toggle: false,
             }),
             store: Mutex::new(Store::default()),
@@ -503,6 +510,34 @@ impl FakeDouyin {
     /// Number of calls to the token endpoint (successful or not).
     pub fn token_calls(&self) -> usize {
         lock(&self.shared.ctl).token_calls
+    }
+
+    /// Ciphertexts received by the decrypt endpoint so far (what the app's daily quota counts),
+    /// in well-formed requests with a valid token.
+    pub fn decrypt_ciphertexts(&self) -> u64 {
+        lock(&self.shared.ctl).decrypt_ciphertexts
+    }
+
+    /// Sets how many more ciphertexts the app's decrypt quota allows (`None`: unlimited). A call
+    /// asking more answers 2190001 and decrypts nothing.
+    pub fn set_decrypt_quota(&self, left: Option<u64>) {
+        lock(&self.shared.ctl).decrypt_quota = left;
+    }
+
+    /// Tokens the token endpoint has issued (successful token calls).
+    pub fn tokens_issued(&self) -> u64 {
+        lock(&self.shared.ctl).tokens_issued
+    }
+
+    /// Makes every token issued so far invalid, as Douyin does once two newer ones exist: the
+    /// next request with one of them answers 2190002.
+    pub fn invalidate_tokens(&self) {
+        lock(&self.shared.ctl).tokens.clear();
+    }
+
+    /// Milliseconds since the server started: the clock of [`RecordedRequest::at_ms`].
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
     }
 
     /// Number of TCP connections accepted so far.
@@ -1887,7 +1922,16 @@ fn handle_decrypt(shared: &Shared, req: &Request, arrival: &Arrival) -> (Reply, 
     if ciphers.is_empty() || ciphers.len() > MAX_DECRYPT_BATCH {
         return fail(2100005);
     }
-    let known = lock(&shared.ctl).ciphers.clone_subset(&ciphers);
+    let known = {
+        let mut ctl = lock(&shared.ctl);
+        ctl.decrypt_ciphertexts += ciphers.len() as u64;
+        match ctl.decrypt_quota {
+            Some(left) if left < ciphers.len() as u64 => return fail(2190001),
+            Some(left) => ctl.decrypt_quota = Some(left - ciphers.len() as u64),
+            None => {}
+        }
+        ctl.ciphers.clone_subset(&ciphers)
+    };
     let data = match shared.shape {
         DecryptShape::A => {
             let results: Vec<Value> = ciphers

@@ -508,8 +508,8 @@ fn the_busiest_second_of_each_endpoint_stays_within_its_own_budget() {
         .run();
     out.expect_success();
     assert_verifications_exact(&w, &served);
-    let orders = w.fake.busiest_second_of(ORDER_QUERY_PATH);
-    let verify = w.fake.busiest_second_of(VERIFY_PATH);
+    let orders = w.fake.busiest_paced_second(Some(ORDER_QUERY_PATH));
+    let verify = w.fake.busiest_paced_second(Some(VERIFY_PATH));
     assert!(orders <= 6, "order queries: {orders} in one second");
     assert!(verify <= 9, "verification queries: {verify} in one second");
     // Side by side, not one after the other: both endpoints busy in the same seconds.

@@ -575,6 +575,41 @@ fn log_day<S: Stream>(
     );
 }
 
+/// A page of an answer paged by `data.cursor` + `data.has_more` (refunds, the ledger): its
+/// records split into rows and rejections, and the next cursor while `has_more`. When an answer
+/// lacks `has_more` (never seen), a full page (`page_size` records) with a cursor asks for the
+/// next one: the frame's cursor guard stops a cursor that does not advance, and an empty page
+/// ends the day.
+pub fn cursor_page<R>(
+    raws: &[Box<serde_json::value::RawValue>],
+    cursor: Option<&serde_json::Value>,
+    has_more: Option<&serde_json::Value>,
+    page_size: u32,
+    extract: impl Fn(&serde_json::value::RawValue) -> Result<R, crate::order::Rejected>,
+) -> Result<Page<R>, String> {
+    let full = raws.len() >= page_size as usize;
+    let mut rows = Vec::with_capacity(raws.len());
+    let mut rejected = Vec::new();
+    for raw in raws {
+        match extract(raw) {
+            Ok(row) => rows.push(row),
+            Err(r) => rejected.push(r),
+        }
+    }
+    let next = match (bool_of(has_more), text_of(cursor)) {
+        (Some(true), Some(c)) => Next::Cursor(c),
+        (Some(true), None) => return Err("has_more is true but there is no data.cursor".into()),
+        (None, Some(c)) if full => Next::Cursor(c),
+        _ => Next::Done,
+    };
+    Ok(Page {
+        rows,
+        rejected,
+        total: None,
+        next,
+    })
+}
+
 /// A JSON value read as text: a string as is, a number as its digits; None when absent,
 /// null or "".
 pub fn text_of(v: Option<&serde_json::Value>) -> Option<String> {

@@ -11,7 +11,7 @@
 //! the incremental mode picks it up; it re-reads `OVERLAP_SECS` before the checkpoint for the
 //! platform's indexing lag (seconds on average, minutes at p99).
 
-use super::{bool_of, text_of, Next, Page, Stream};
+use super::{cursor_page, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
 use crate::order::{self, Rejected};
@@ -66,36 +66,18 @@ struct Data {
     has_more: Option<Value>,
 }
 
-/// Read an answer: its refunds, and the next cursor while `has_more`. When an answer lacks
-/// `has_more` (never seen), a full page with a cursor asks for the next one: the cursor guard of
-/// the frame stops a cursor that does not advance, and an empty page ends the day.
+/// Read an answer: its refunds, and the next cursor while `has_more` ([`cursor_page`]).
 pub fn read_page(text: &str) -> Result<Page<RefundRow>, String> {
     let body: Body =
         serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
-    let cursor = text_of(body.data.cursor.as_ref());
-    let has_more = bool_of(body.data.has_more.as_ref());
     let raws = body.data.after_sale_order_list.unwrap_or_default();
-    let full = raws.len() >= PAGE_SIZE as usize;
-    let mut rows = Vec::with_capacity(raws.len());
-    let mut rejected = Vec::new();
-    for raw in &raws {
-        match extract(raw) {
-            Ok(row) => rows.push(row),
-            Err(r) => rejected.push(r),
-        }
-    }
-    let next = match (has_more, cursor) {
-        (Some(true), Some(c)) => Next::Cursor(c),
-        (Some(true), None) => return Err("has_more is true but there is no data.cursor".into()),
-        (None, Some(c)) if full => Next::Cursor(c),
-        _ => Next::Done,
-    };
-    Ok(Page {
-        rows,
-        rejected,
-        total: None,
-        next,
-    })
+    cursor_page(
+        &raws,
+        body.data.cursor.as_ref(),
+        body.data.has_more.as_ref(),
+        PAGE_SIZE,
+        extract,
+    )
 }
 
 #[derive(Deserialize)]
@@ -312,6 +294,7 @@ impl Stream for Refunds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streams::Next;
 
     fn row(json: &str) -> RefundRow {
         extract(&RawValue::from_string(json.to_string()).unwrap()).unwrap()

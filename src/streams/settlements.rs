@@ -12,7 +12,7 @@
 //! documented hour, for two or three requests a run.
 
 use super::refunds::{fen, key_of};
-use super::{bool_of, text_of, Next, Page, Stream};
+use super::{cursor_page, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
 use crate::order::{self, Rejected};
@@ -70,35 +70,18 @@ struct Data {
     has_more: Option<Value>,
 }
 
-/// Read an answer: its records, and the next cursor while `has_more` (without `has_more`, never
-/// seen, a full page with a cursor asks for the next one; an empty page ends the day).
+/// Read an answer: its ledger records, and the next cursor while `has_more` ([`cursor_page`]).
 pub fn read_page(text: &str) -> Result<Page<LedgerRow>, String> {
     let body: Body =
         serde_json::from_str(text).map_err(|e| format!("not the expected JSON ({e})"))?;
-    let cursor = text_of(body.data.cursor.as_ref());
-    let has_more = bool_of(body.data.has_more.as_ref());
     let raws = body.data.ledger_records.unwrap_or_default();
-    let full = raws.len() >= PAGE_SIZE as usize;
-    let mut rows = Vec::with_capacity(raws.len());
-    let mut rejected = Vec::new();
-    for raw in &raws {
-        match extract(raw) {
-            Ok(row) => rows.push(row),
-            Err(r) => rejected.push(r),
-        }
-    }
-    let next = match (has_more, cursor) {
-        (Some(true), Some(c)) => Next::Cursor(c),
-        (Some(true), None) => return Err("has_more is true but there is no data.cursor".into()),
-        (None, Some(c)) if full => Next::Cursor(c),
-        _ => Next::Done,
-    };
-    Ok(Page {
-        rows,
-        rejected,
-        total: None,
-        next,
-    })
+    cursor_page(
+        &raws,
+        body.data.cursor.as_ref(),
+        body.data.has_more.as_ref(),
+        PAGE_SIZE,
+        extract,
+    )
 }
 
 #[derive(Deserialize)]
@@ -374,6 +357,7 @@ impl Stream for Settlements {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::streams::Next;
 
     fn row(json: &str) -> LedgerRow {
         extract(&RawValue::from_string(json.to_string()).unwrap()).unwrap()

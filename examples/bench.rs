@@ -85,16 +85,7 @@ fn run_case(
         latency: Duration::from_millis(case.latency_ms),
         ..Faults::default()
     });
-    // A fresh database per run.
-    let db = format!("bench_{}", std::process::id());
-    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let url = pg::with_dbname(admin_url, &db);
+    let (mut admin, db, url) = fresh_database(admin_url, "bench");
     if case.rerun {
         run_binary(bin, &url, &fake, case, concurrency);
         fake.clear_requests();
@@ -118,16 +109,23 @@ fn run_case(
     }
 }
 
-/// One run of the binary; `orders` is what the day lines say (the caller counts the table).
-fn run_binary(
-    bin: &std::path::Path,
-    url: &str,
-    fake: &FakeDouyin,
-    case: &Case,
-    concurrency: Option<usize>,
-) -> Measured {
-    let end = MARCH_1 + case.days as i64 * 86_400 - 1;
-    let log_path = std::env::temp_dir().join(format!("douyin-bench-{}.log", std::process::id()));
+/// A fresh database `{prefix}_{pid}` on the admin server: (admin client, its name, its URL).
+fn fresh_database(admin_url: &str, prefix: &str) -> (postgres::Client, String, String) {
+    let db = format!("{prefix}_{}", std::process::id());
+    let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let url = pg::with_dbname(admin_url, &db);
+    (admin, db, url)
+}
+
+/// The binary with a cleared environment, configured for the fake and a range of `days` from
+/// March 1 (the settings every case shares).
+fn range_command(bin: &std::path::Path, url: &str, fake: &FakeDouyin, days: usize) -> Command {
     let mut cmd = Command::new(bin);
     cmd.env_clear()
         .env("DB_URL", url)
@@ -136,8 +134,21 @@ fn run_binary(
         .env("ACCOUNT_ID", ACCOUNT)
         .env("API_BASE_URL", fake.base_url())
         .env("START_TIME", MARCH_1.to_string())
-        .env("END_TIME", end.to_string())
-        .env("PAGE_SIZE", "100")
+        .env("END_TIME", (MARCH_1 + days as i64 * 86_400 - 1).to_string());
+    cmd
+}
+
+/// One run of the binary; `orders` is what the day lines say (the caller counts the table).
+fn run_binary(
+    bin: &std::path::Path,
+    url: &str,
+    fake: &FakeDouyin,
+    case: &Case,
+    concurrency: Option<usize>,
+) -> Measured {
+    let log_path = std::env::temp_dir().join(format!("douyin-bench-{}.log", std::process::id()));
+    let mut cmd = range_command(bin, url, fake, case.days);
+    cmd.env("PAGE_SIZE", "100")
         .env("MAX_QPS", case.max_qps.to_string())
         .env(
             "RUST_LOG",
@@ -389,25 +400,9 @@ fn ledger_streams_at_their_limits(bin: &std::path::Path, admin_url: &str, scale:
             ledger_qps_limit: Some(20),
             ..LedgerFaults::default()
         });
-        let db = format!("bench_ledger_{}", std::process::id());
-        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .unwrap();
-        let url = pg::with_dbname(admin_url, &db);
+        let (mut admin, db, url) = fresh_database(admin_url, "bench_ledger");
         let started = Instant::now();
-        let out = Command::new(bin)
-            .env_clear()
-            .env("DB_URL", &url)
-            .env("APPID", FakeConfig::default().app_id)
-            .env("AppSecret", FakeConfig::default().app_secret)
-            .env("ACCOUNT_ID", ACCOUNT)
-            .env("API_BASE_URL", fake.base_url())
-            .env("START_TIME", MARCH_1.to_string())
-            .env("END_TIME", (MARCH_1 + days as i64 * 86_400 - 1).to_string())
+        let out = range_command(bin, &url, &fake, days)
             .env("REFUND_QPS", "10")
             .env("SETTLE_QPS", "20")
             .env("STREAMS", stream)
@@ -499,25 +494,9 @@ fn streams_side_by_side(bin: &std::path::Path, admin_url: &str, scale: usize) {
             latency: Duration::from_millis(100),
             ..Faults::default()
         });
-        let db = format!("bench_streams_{}", std::process::id());
-        let mut admin = postgres::Client::connect(admin_url, postgres::NoTls).unwrap();
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {db}"))
-            .unwrap();
-        let url = pg::with_dbname(admin_url, &db);
+        let (mut admin, db, url) = fresh_database(admin_url, "bench_streams");
         let started = Instant::now();
-        let out = Command::new(bin)
-            .env_clear()
-            .env("DB_URL", &url)
-            .env("APPID", FakeConfig::default().app_id)
-            .env("AppSecret", FakeConfig::default().app_secret)
-            .env("ACCOUNT_ID", ACCOUNT)
-            .env("API_BASE_URL", fake.base_url())
-            .env("START_TIME", MARCH_1.to_string())
-            .env("END_TIME", (MARCH_1 + days as i64 * 86_400 - 1).to_string())
+        let out = range_command(bin, &url, &fake, days)
             .env("PAGE_SIZE", "100")
             .env("MAX_QPS", MAX_QPS.to_string())
             .env("VERIFY_QPS", VERIFY_QPS.to_string())

@@ -9,9 +9,9 @@ mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use support::fake_douyin::{Faults, GeneratedOrder, ORDER_QUERY_PATH, TOKEN_PATH};
+use support::fake_douyin::{Faults, ORDER_QUERY_PATH, TOKEN_PATH};
 use support::pg::{quote_ident, ThrowawayCluster};
-use support::setup::{assert_stored_exactly, now, World, ACCOUNT, DAY, MARCH_1};
+use support::setup::{assert_exact, now, World, ACCOUNT, DAY, MARCH_1};
 use support::{Output, SIGTERM};
 
 /// How long a run that must end "at once" may take, however slow the machine.
@@ -27,19 +27,6 @@ fn run_within(cmd: support::Cmd, bound: Duration) -> Output {
         .unwrap_or_else(|| panic!("hung: still running after {bound:?}: {command}"));
     assert!(started.elapsed() < bound);
     out
-}
-
-#[track_caller]
-fn assert_exact(w: &World, served: &[GeneratedOrder]) {
-    let table = w.table();
-    assert_eq!(table.len(), served.len(), "row count");
-    for order in served {
-        let id = order.json["order_id"].as_str().unwrap();
-        let stored = table
-            .get(id)
-            .unwrap_or_else(|| panic!("order {id} is missing"));
-        assert_stored_exactly(order, stored);
-    }
 }
 
 /// No table of the job exists: nothing was migrated, no run recorded.

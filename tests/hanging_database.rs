@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::fake_douyin::GeneratedOrder;
-use support::setup::{assert_stored_exactly, World, MARCH_1};
+use support::setup::{assert_exact, World, MARCH_1};
 use support::{SIGINT, SIGTERM};
 
 /// The scheduler's budget between a signal and the end of the process.
@@ -29,20 +29,6 @@ fn assert_ended_by_cancelling(out: &support::Output, took: Duration) {
 
 /// The advisory lock that serialises migrations (src/store.rs).
 const MIGRATION_LOCK: i64 = 0x646f_7573_796e_6301;
-
-/// The table holds exactly the served orders, each once, each field as served.
-#[track_caller]
-fn assert_exact(w: &World, served: &[GeneratedOrder]) {
-    let table = w.table();
-    assert_eq!(table.len(), served.len(), "row count");
-    for order in served {
-        let id = order.json["order_id"].as_str().unwrap();
-        let stored = table
-            .get(id)
-            .unwrap_or_else(|| panic!("order {id} is missing"));
-        assert_stored_exactly(order, stored);
-    }
-}
 
 /// Waits until `check` holds (at most `limit`), panicking with `what` otherwise.
 #[track_caller]

@@ -5,9 +5,9 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::fake_douyin::{Faults, GeneratedOrder};
+use support::fake_douyin::Faults;
 use support::pushgateway::{sample, Pushgateway};
-use support::setup::{assert_stored_exactly, now, World, ACCOUNT, DAY, MARCH_1};
+use support::setup::{assert_exact, now, World, ACCOUNT, DAY, MARCH_1};
 
 const TASK: &str = "douyin_order_sync";
 
@@ -123,18 +123,6 @@ fn assert_recent(t: Option<i64>, what: &str) {
         (now - 120..=now + 5).contains(&t),
         "{what} is {t}, now is {now} (naive timestamps must be UTC)"
     );
-}
-
-fn assert_exact(w: &World, served: &[GeneratedOrder]) {
-    let table = w.table();
-    assert_eq!(table.len(), served.len(), "row count");
-    for order in served {
-        let id = order.json["order_id"].as_str().unwrap();
-        let stored = table
-            .get(id)
-            .unwrap_or_else(|| panic!("order {id} is missing"));
-        assert_stored_exactly(order, stored);
-    }
 }
 
 /// Douyin busy on every query: the run ends with 75 after its retries.

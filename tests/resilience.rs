@@ -6,22 +6,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::fake_douyin::{Faults, GeneratedOrder};
-use support::setup::{assert_stored_exactly, World, DAY, MARCH_1};
+use support::setup::{assert_exact, World, DAY, MARCH_1};
 use support::{SIGINT, SIGTERM};
-
-/// The table holds exactly the served orders, each once, each field as served.
-#[track_caller]
-fn assert_exact(w: &World, served: &[GeneratedOrder]) {
-    let table = w.table();
-    assert_eq!(table.len(), served.len(), "row count");
-    for order in served {
-        let id = order.json["order_id"].as_str().unwrap();
-        let stored = table
-            .get(id)
-            .unwrap_or_else(|| panic!("order {id} is missing"));
-        assert_stored_exactly(order, stored);
-    }
-}
 
 /// Each day of the range is either complete or absent (no half-written day).
 #[track_caller]

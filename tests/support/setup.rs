@@ -150,6 +150,20 @@ fn text(v: Option<&serde_json::Value>) -> Option<String> {
     }
 }
 
+/// The table holds exactly the served orders, each once, each field as served.
+#[track_caller]
+pub fn assert_exact(w: &World, served: &[GeneratedOrder]) {
+    let table = w.table();
+    assert_eq!(table.len(), served.len(), "row count");
+    for order in served {
+        let id = order.json["order_id"].as_str().unwrap();
+        let stored = table
+            .get(id)
+            .unwrap_or_else(|| panic!("order {id} is missing"));
+        assert_stored_exactly(order, stored);
+    }
+}
+
 /// Check every column of the stored order against what the fake served, independently of the
 /// code under test.
 #[track_caller]

@@ -98,9 +98,12 @@ fn run_case(
         .unwrap()
         .get(0);
     drop(db_client);
-    admin
-        .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .unwrap();
+    // BENCH_KEEP_DB=1 keeps the last case's database (to look at its tables and plans).
+    if std::env::var_os("BENCH_KEEP_DB").is_none() {
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .unwrap();
+    }
     assert_eq!(orders as usize, case.days * case.per_day, "orders missing");
     Measured {
         orders,
@@ -154,9 +157,16 @@ fn run_binary(
             "RUST_LOG",
             std::env::var("BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .stdout(Stdio::null())
+        .stdout(Stdio::null());
+    // BENCH_SHOW_LOG=1 prints the binary's whole log, each line stamped with the milliseconds
+    // since the spawn when it arrived (with BENCH_RUST_LOG=debug, a timeline of the run).
+    let timeline = std::env::var_os("BENCH_SHOW_LOG").is_some();
+    if timeline {
+        cmd.stderr(Stdio::piped());
+    } else {
         // To a file: a pipe nobody reads until the end would fill and block the binary.
-        .stderr(std::fs::File::create(&log_path).unwrap());
+        cmd.stderr(std::fs::File::create(&log_path).unwrap());
+    }
     if let Some(c) = concurrency {
         cmd.env("CONCURRENCY", c.to_string());
     } else if let Ok(c) = std::env::var("BENCH_CONCURRENCY") {
@@ -165,6 +175,17 @@ fn run_binary(
     let started = Instant::now();
     let spawned_ms = fake.now_ms();
     let mut child = cmd.spawn().unwrap();
+    let reader = child.stderr.take().map(|pipe| {
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(pipe)
+                .lines()
+                .map_while(Result::ok)
+                .map(|line| format!("+{:>6} ms  {line}", started.elapsed().as_millis()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    });
     let pid = child.id();
     let mut peak = 0;
     let status = loop {
@@ -183,13 +204,17 @@ fn run_binary(
     };
     let seconds = started.elapsed().as_secs_f64();
     let exited_ms = fake.now_ms();
-    let stderr = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let stderr = match reader {
+        Some(reader) => reader.join().unwrap(),
+        None => std::fs::read_to_string(&log_path).unwrap_or_default(),
+    };
     let _ = std::fs::remove_file(&log_path);
     assert!(status.success(), "the run failed: {status}\n{stderr}");
     for line in stderr.lines().filter(|l| {
-        ["coordinator:", "fill pass:", "start-up:"]
-            .iter()
-            .any(|k| l.contains(k))
+        timeline
+            || ["coordinator:", "fill pass:", "start-up:"]
+                .iter()
+                .any(|k| l.contains(k))
     }) {
         println!("    {line}");
     }
@@ -204,6 +229,13 @@ fn run_binary(
         .count();
     let first = requests.first().map_or(0, |r| r.at_ms);
     let last = requests.last().map_or(0, |r| r.at_ms);
+    if timeline {
+        println!(
+            "    last request at the fake: +{} ms after the spawn; exited +{} ms",
+            last.saturating_sub(spawned_ms),
+            exited_ms.saturating_sub(spawned_ms)
+        );
+    }
     let request_rate = if last > first {
         (requests.len() - 1) as f64 / ((last - first) as f64 / 1000.0)
     } else {
@@ -344,8 +376,11 @@ fn main() {
         println!("{}", case.name);
         let m = run_case(&bin, &admin_url, case, None);
         print_row("pipelined (default)", case, &m);
-        let b = run_case(&bin, &admin_url, case, Some(1));
-        print_row("one request at a time", case, &b);
+        // BENCH_NO_BASELINE=1 skips the one-at-a-time run (when only the default is looked at).
+        if std::env::var_os("BENCH_NO_BASELINE").is_none() {
+            let b = run_case(&bin, &admin_url, case, Some(1));
+            print_row("one request at a time", case, &b);
+        }
     }
     if filter
         .as_ref()

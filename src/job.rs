@@ -326,7 +326,7 @@ fn sync_accounts(
             (result, None) => result,
         };
         if let Some(r) = report.accounts.get_mut(index) {
-            r.records = stats.orders;
+            r.records = stats.records;
             r.rejected = Some(stats.rejected);
         }
         if let Some((start, end)) = stats.window {
@@ -336,7 +336,7 @@ fn sync_accounts(
             });
         }
         totals.days += stats.days;
-        totals.orders += stats.orders;
+        totals.records += stats.records;
         totals.inserted += stats.inserted;
         totals.updated += stats.updated;
         totals.pages += stats.pages;
@@ -349,7 +349,7 @@ fn sync_accounts(
         match result {
             Ok(()) => per_account.push(format!(
                 "{account}: {} orders{}{failed_streams}",
-                stats.orders,
+                stats.records,
                 if stats.rejected > 0 {
                     format!(", {} quarantined", stats.rejected)
                 } else {
@@ -360,7 +360,7 @@ fn sync_accounts(
                 log::info!(
                     "interrupted: {} days, {} orders committed before the signal; a rerun resumes",
                     totals.days,
-                    totals.orders
+                    totals.records
                 );
                 return Err(e);
             }
@@ -381,9 +381,9 @@ fn sync_accounts(
     phones.report();
     let (requests, retries, tokens) = sync::request_counts(douyin);
     let seconds = started.elapsed().as_secs_f64();
-    let rate = totals.orders as f64 / seconds.max(0.001);
+    let rate = totals.records as f64 / seconds.max(0.001);
     record.days = totals.days as i64;
-    record.orders = totals.orders as i64;
+    record.orders = totals.records as i64;
     record.inserted = totals.inserted as i64;
     record.updated = totals.updated as i64;
     record.pages = totals.pages as i64;
@@ -395,7 +395,7 @@ fn sync_accounts(
         .streams()
         .iter()
         .map(|k| match k {
-            StreamKind::Orders => (k.name(), totals.orders),
+            StreamKind::Orders => (k.name(), totals.records),
             _ => (
                 k.name(),
                 stream_totals
@@ -410,7 +410,7 @@ fn sync_accounts(
         format!(
             "{}, {} ({} new, {} changed{}), {}, ",
             sync::count(totals.days as u64, "day"),
-            sync::count(totals.orders, "order"),
+            sync::count(totals.records, "order"),
             totals.inserted,
             totals.updated,
             if totals.rejected > 0 {
@@ -454,7 +454,7 @@ fn sync_accounts(
         })
         .collect();
     log::info!(
-        summary = true, days = totals.days as u64, orders = totals.orders, inserted = totals.inserted,
+        summary = true, days = totals.days as u64, orders = totals.records, inserted = totals.inserted,
         updated = totals.updated, rejected = totals.rejected, pages = totals.pages,
         requests = requests, retries = retries, seconds = seconds;
         "{}: {orders_part}{}, {}, {}, {seconds:.1} s{rate_part}{streams_part}{}",
@@ -608,7 +608,7 @@ fn sync_orders(
     if let (Some(first), Some(last)) = (plan.days.first(), plan.days.last()) {
         stats.window = Some((first.span.start, last.span.end));
     }
-    sync::sync_days(config, douyin, phones, store, &plan, stop, stats)
+    crate::streams::orders::sync_days(config, douyin, phones, store, &plan, stop, stats)
 }
 
 /// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print

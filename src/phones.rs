@@ -159,7 +159,7 @@ impl PhoneBook {
             let phone = plain.get(cipher).cloned();
             if phone
                 .as_deref()
-                .is_some_and(|p| !crate::sync::storable_phone(p))
+                .is_some_and(|p| !crate::streams::orders::storable_phone(p))
             {
                 self.not_decrypted(order_id, "the plaintext is not a phone number");
                 out.push((order_id.clone(), None));

@@ -1,15 +1,22 @@
-//! Streams: the datasets a run can sync besides orders, each described by what differs from
-//! the others (its endpoint and budget, how a day becomes requests and an answer its next one,
-//! the rows an answer yields, its table and upsert, its lookback), with everything else shared
-//! here: day slices in Asia/Shanghai, a checkpoint row per stream, several days fetched at once
-//! on the stream's own QPS budget, each day committed in order in one transaction with its
-//! checkpoint, retries and token refresh (in `douyin`), signals.
+//! Streams: the datasets a run can sync, each described by what differs from the others, with
+//! everything else shared by the pipeline (`sync`): day slices in Asia/Shanghai, a checkpoint
+//! row per stream, several days fetched at once on the stream's own QPS budget, each day
+//! committed in order in one transaction with its checkpoint, retries and token refresh (in
+//! `douyin`), a lost database connection re-established, signals.
 //!
-//! `orders` is a stream too, but its pipeline (page-number paging split by time, staged COPY,
-//! phones, coupons) stays in `sync`; [`StreamKind`] names it so that `STREAMS=orders,…` and the
-//! run's summary treat all streams alike. A new stream is one file here (a [`Stream`] impl), one
-//! line in [`StreamKind`], one migration (`sql/NNNN_*.sql`), and its settings in `config`.
+//! A cursor-paged dataset (verifications, refunds, settlements) is a [`Stream`]: its endpoint
+//! and budget, how a day becomes a request and an answer its next one, the rows an answer
+//! yields, its key, its table and upsert, its lookback. [`Paged`] runs any [`Stream`] on the
+//! pipeline (a day is one page after the other, checked against the answer's total, fetched
+//! again when it does not match or the cursor stops advancing). `orders` (page-number paging
+//! split by time, staged COPY, phones, coupons) does not fit that shape and describes itself to
+//! the pipeline directly, in [`orders`].
+//!
+//! A new stream is one file here (a [`Stream`] impl), a variant in [`StreamKind`] (and its
+//! three `match`es), one migration (`sql/NNNN_*.sql`, registered in `store::MIGRATIONS`), and
+//! its settings (budget, lookback) in `config` and `cli`'s help.
 
+pub mod orders;
 pub mod plan;
 pub mod refunds;
 pub mod settlements;
@@ -21,13 +28,13 @@ use crate::error::Error;
 use crate::order::Rejected;
 use crate::pacer::Pacer;
 use crate::stop::Stop;
-use crate::store::{Checkpoint, CheckpointKey, DayWrite, Store};
-use crate::sync::{self, Plan};
-use crate::window::{Day, Span};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use crate::store::{CheckpointKey, DayWrite, Store};
+use crate::sync::{self, CommitFn, DaySource, Lane, Plan};
+use crate::window::Span;
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// How often a day is fetched again when it came back incomplete (fewer distinct records than
 /// the answer's `total`, a total that moved, a cursor that did not advance).
@@ -93,13 +100,14 @@ impl StreamKind {
         Ok(kinds)
     }
 
-    /// Sync this stream for one account (not for `orders`, whose pipeline is `sync`).
+    /// Sync this stream for one account (not for `orders`, which runs on the run's own
+    /// connection: `orders::sync_days`).
     pub fn sync_account(self, ctx: &StreamContext<'_>, account_id: &str) -> StreamOutcome {
         match self {
             StreamKind::Orders => StreamOutcome {
                 stats: StreamStats::default(),
                 result: Err(Error::Bug(
-                    "the orders stream runs through sync::sync_days".into(),
+                    "the orders stream runs through streams::orders::sync_days".into(),
                 )),
             },
             StreamKind::Verifications => {
@@ -184,19 +192,8 @@ pub struct StreamContext<'a> {
     pub stop: &'a Stop,
 }
 
-/// What one stream of one account did.
-#[derive(Debug, Default, Clone)]
-pub struct StreamStats {
-    pub days: usize,
-    pub records: u64,
-    pub inserted: u64,
-    pub updated: u64,
-    pub pages: u64,
-    pub refetches: u64,
-    /// Records quarantined in `rejected_records`.
-    pub rejected: u64,
-    pub window: Option<(i64, i64)>,
-}
+/// What one stream of one account did (the same counts as the orders stream's).
+pub type StreamStats = sync::Stats;
 
 /// How one stream of one account ended, and what it committed before.
 #[derive(Debug)]
@@ -204,9 +201,6 @@ pub struct StreamOutcome {
     pub stats: StreamStats,
     pub result: Result<(), Error>,
 }
-
-/// A fetched day, or why it could not be fetched, as a fetcher hands it over.
-type DayResult<R> = (usize, Result<FetchedDay<R>, Error>);
 
 /// The checkpoint row of a stream for an account under this configuration.
 pub fn checkpoint_key(
@@ -227,170 +221,11 @@ pub fn checkpoint_key(
     }
 }
 
-/// A fetched day: its distinct rows and the pages it took.
-struct FetchedDay<R> {
-    rows: Vec<R>,
-    rejected: Vec<Rejected>,
-    pages: u64,
-    refetches: u64,
-    started: Instant,
-}
-
-/// Fetch a whole day: page after page until the stream says done, then check it against
-/// the answer's total; fetch it again when it does not match or the cursor stops advancing.
-fn fetch_day<S: Stream>(
-    ctx: &StreamContext<'_>,
-    account_id: &str,
-    day: &Day,
-) -> Result<FetchedDay<S::Row>, Error> {
-    let started = Instant::now();
-    let mut pages = 0;
-    let mut problem = String::new();
-    for attempt in 0..MAX_DAY_ATTEMPTS {
-        if attempt > 0 {
-            log::warn!(
-                "{} {} of account {account_id}: {problem}; fetching the day again ({}/{})",
-                S::NAME,
-                day.date,
-                attempt,
-                MAX_DAY_ATTEMPTS - 1
-            );
-        }
-        let mut rows: Vec<S::Row> = Vec::new();
-        let mut rejected: Vec<Rejected> = Vec::new();
-        let mut total: Option<u64> = None;
-        let mut cursors: HashSet<String> = HashSet::new();
-        let mut cursor: Option<String> = None;
-        problem.clear();
-        loop {
-            ctx.stop.check()?;
-            let params = S::request(account_id, day.span, cursor.as_deref());
-            let answer = ctx.douyin.get(ctx.pacer, S::NAME, S::ENDPOINT, &params)?;
-            pages += 1;
-            let page = S::page(&answer).map_err(|e| {
-                Error::Bug(format!(
-                    "{} answer: {e} (logid {})",
-                    S::NAME,
-                    answer.logid.as_deref().unwrap_or("")
-                ))
-            })?;
-            match (total, page.total) {
-                (None, t) => total = t,
-                (Some(a), Some(b)) if a != b => {
-                    problem = format!("the total moved from {a} to {b} while paging");
-                }
-                _ => {}
-            }
-            rows.extend(page.rows);
-            rejected.extend(page.rejected);
-            match page.next {
-                Next::Done => break,
-                Next::Cursor(next) => {
-                    if !cursors.insert(next.clone()) {
-                        problem = format!("the cursor {next:?} did not advance");
-                        break;
-                    }
-                    cursor = Some(next);
-                }
-            }
-        }
-        let rows = distinct::<S>(rows);
-        // Quarantined records count too: by their id, or each once when they have none.
-        let rejected_ids: HashSet<&str> = rejected
-            .iter()
-            .filter_map(|r| r.order_id.as_deref())
-            .collect();
-        let unkeyed = rejected.iter().filter(|r| r.order_id.is_none()).count();
-        let received = rows.len()
-            + rejected_ids
-                .iter()
-                .filter(|id| !rows.iter().any(|r| S::key(r) == **id))
-                .count()
-            + unkeyed;
-        if problem.is_empty() {
-            match total {
-                Some(t) if t != received as u64 => {
-                    problem = format!(
-                        "{received} distinct {} received, the answer's total says {t}",
-                        S::NOUN
-                    );
-                }
-                _ => {
-                    return Ok(FetchedDay {
-                        rows,
-                        rejected,
-                        pages,
-                        refetches: u64::from(attempt),
-                        started,
-                    })
-                }
-            }
-        }
-    }
-    Err(Error::Unavailable(format!(
-        "{} {} of account {account_id}: still incomplete after {MAX_DAY_ATTEMPTS} fetches ({problem})",
-        S::NAME,
-        day.date
-    )))
-}
-
-/// The day's rows with one row per key, the last received winning.
-fn distinct<S: Stream>(rows: Vec<S::Row>) -> Vec<S::Row> {
-    let mut seen = HashSet::new();
-    let mut out: Vec<S::Row> = rows
-        .into_iter()
-        .rev()
-        .filter(|r| seen.insert(S::key(r).to_string()))
-        .collect();
-    out.reverse();
-    out
-}
-
-/// The days handed out to fetchers: at most `lookahead` ahead of the last commit.
-struct DayQueue {
-    state: Mutex<(usize, usize, bool)>, // (next to fetch, next to commit, closed)
-    moved: Condvar,
-}
-
-impl DayQueue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, usize, bool)> {
-        // Three numbers; a panic elsewhere cannot leave them half-changed.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn take(&self, days: usize, lookahead: usize, stop: &Stop) -> Option<usize> {
-        let mut state = self.lock();
-        loop {
-            if state.2 || stop.signal().is_some() || state.0 >= days {
-                return None;
-            }
-            if state.0 < state.1 + lookahead {
-                state.0 += 1;
-                return Some(state.0 - 1);
-            }
-            state = self
-                .moved
-                .wait_timeout(state, crate::stop::TICK)
-                .map(|(s, _)| s)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
-    }
-
-    fn committed(&self, next: usize) {
-        self.lock().1 = next;
-        self.moved.notify_all();
-    }
-
-    fn close(&self) {
-        self.lock().2 = true;
-        self.moved.notify_all();
-    }
-}
-
 /// Sync one stream of one account: plan its days from its checkpoint, fetch them several at a
-/// time on the stream's budget, commit them in order on its own connection. A day that fails
-/// for good ends the stream after the days before it commit. The account's lock is held by the
-/// run's connection for the whole run.
+/// time on the stream's budget, commit them in order on its own connection (the shared
+/// pipeline, `sync`). A day that fails for good ends the stream after the days before it
+/// commit; a lost connection is re-established and the uncommitted days fetched again. The
+/// account's lock is held by the run's connection for the whole run.
 pub fn sync_stream<S: Stream>(ctx: &StreamContext<'_>, account_id: &str) -> StreamOutcome {
     let mut stats = StreamStats::default();
     let result = run_stream::<S>(ctx, account_id, &mut stats);
@@ -404,7 +239,7 @@ fn run_stream<S: Stream>(
 ) -> Result<(), Error> {
     let config = ctx.config;
     let mut store = Store::connect(config.database(), ctx.stop)?;
-    store.set_application_name(&format!("douyin-order-sync {}", S::NAME))?;
+    store.set_application_name(&application_name::<S>())?;
     let key = checkpoint_key(config, S::NAME, S::TIME_FIELD, account_id);
     let checkpoint = store.checkpoint(&key)?;
     let plan: Plan =
@@ -423,156 +258,298 @@ fn run_stream<S: Stream>(
             }
         );
     }
-    if plan.days.is_empty() {
-        return Ok(());
-    }
-    // A day's pages follow each other (each needs the last one's cursor), so the budget is kept
-    // busy by several days at once; with as many days in flight as possible they also finish
-    // together, instead of the last ones running alone at a fraction of the budget.
-    let workers = (S::budget(config) as usize)
-        .clamp(1, 16)
-        .min(plan.days.len());
-    let lookahead = workers * 2;
-    let queue = DayQueue {
-        state: Mutex::new((0, 0, false)),
-        moved: Condvar::new(),
+    let fetch = Arc::new(PagedFetch {
+        douyin: Arc::clone(ctx.douyin),
+        pacer: Arc::clone(ctx.pacer),
+        account_id: account_id.to_string(),
+        stop: ctx.stop.clone(),
+    });
+    let source = Paged::<S> {
+        account_id: account_id.to_string(),
+        stream: PhantomData,
     };
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::sync_channel::<DayResult<S::Row>>(lookahead);
-        for i in 0..workers {
-            let tx = tx.clone();
-            let (queue, plan) = (&queue, &plan);
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}-{i}", S::NAME))
-                .spawn_scoped(scope, move || {
-                    while let Some(d) = queue.take(plan.days.len(), lookahead, ctx.stop) {
-                        let result = fetch_day::<S>(ctx, account_id, &plan.days[d]);
-                        let failed = result.is_err();
-                        if tx.send((d, result)).is_err() || failed {
-                            return;
-                        }
-                    }
-                });
-            if let Err(e) = spawned {
-                queue.close();
-                return Err(Error::Bug(format!("cannot start a fetcher thread: {e}")));
-            }
-        }
-        drop(tx);
-        let result = commit_in_order::<S>(ctx, &mut store, &plan, &queue, &rx, stats, started);
-        queue.close();
-        result
-    })
+    sync::run(config, source, fetch, &mut store, &plan, ctx.stop, stats)
 }
 
-/// The coordinator: commit fetched days in day order, each in one transaction with the
-/// checkpoint; stop at the first day that failed (the days before it commit).
-fn commit_in_order<S: Stream>(
-    ctx: &StreamContext<'_>,
-    store: &mut Store,
-    plan: &Plan,
-    queue: &DayQueue,
-    rx: &mpsc::Receiver<DayResult<S::Row>>,
-    stats: &mut StreamStats,
+fn application_name<S: Stream>() -> String {
+    format!("douyin-order-sync {}", S::NAME)
+}
+
+/// A [`Stream`] as the pipeline runs it: a day is one request after the other, each with the
+/// previous answer's cursor, checked against the answer's total once done and fetched again
+/// when it does not match or the cursor stops advancing.
+struct Paged<S> {
+    account_id: String,
+    stream: PhantomData<fn() -> S>,
+}
+
+/// What a stream's fetchers share.
+struct PagedFetch {
+    douyin: Arc<Douyin>,
+    pacer: Arc<Pacer>,
+    account_id: String,
+    stop: Stop,
+}
+
+/// A page of a day: the day's attempt and the cursor to ask after (None: the first page).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct PageJob {
+    attempt: u32,
+    span: Span,
+    cursor: Option<String>,
+}
+
+/// A day being fetched, one page after the other.
+struct PagedDay<R> {
+    attempt: u32,
+    rows: Vec<R>,
+    rejected: Vec<Rejected>,
+    total: Option<u64>,
+    cursors: HashSet<String>,
+    /// Why this attempt cannot be taken as it is (empty: nothing wrong so far).
+    problem: String,
+    pages: u64,
+    done: bool,
+    /// Once sealed: (who, why) of each quarantined record, for the log once committed.
+    rejected_log: Vec<(String, String)>,
     started: Instant,
-) -> Result<(), Error> {
-    let mut ready: BTreeMap<usize, Result<FetchedDay<S::Row>, Error>> = BTreeMap::new();
-    let mut next = 0;
-    let n = plan.days.len();
-    while next < n {
-        ctx.stop.check()?;
-        if ctx.stop.held() {
-            // A remote STOP (task_monitor): the committed days stay, the rest waits for a run.
-            return Ok(());
-        }
-        if let Some(result) = ready.remove(&next) {
-            let fetched = result?;
-            let day = &plan.days[next];
-            let range_done = plan.range_end.is_some_and(|end| day.span.end >= end);
-            let stored: Vec<&str> = fetched.rows.iter().map(S::key).collect();
-            let write = store.commit_stream_day(
-                &plan.key,
-                Checkpoint {
-                    synced_until: day.span.end,
-                    range_done,
-                },
-                plan.range_end.is_none(),
-                (day.date.as_str(), &stored, &fetched.rejected),
-                |tx| S::write(tx, &plan.key.account_id, day.span, &fetched.rows),
-            )?;
-            for r in fetched.rejected.iter().take(20) {
-                log::warn!(
-                    stream = S::NAME, day = day.date.as_str(), account = plan.key.account_id.as_str();
-                    "{} {}: {} quarantined in rejected_records: {}",
-                    S::NAME,
-                    day.date,
-                    r.order_id.as_deref().map_or_else(
-                        || "a record without a usable id".to_string(),
-                        |id| format!("record {}", crate::order::printable(id, 64))
-                    ),
-                    r.reason
-                );
-            }
-            next += 1;
-            queue.committed(next);
-            ctx.stop.day_committed();
-            log_day::<S>(plan, next, &fetched, write, stats, started);
-            continue;
-        }
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok((d, result)) => {
-                ready.insert(d, result);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                ctx.stop.check()?;
-                return Err(Error::Bug(format!("every {} fetcher stopped", S::NAME)));
-            }
-        }
+}
+
+impl<S: Stream> DaySource for Paged<S> {
+    type Job = PageJob;
+    type Answer = Page<S::Row>;
+    type Fetch = PagedFetch;
+    type Day = PagedDay<S::Row>;
+    const THREAD: &'static str = S::NAME;
+    const STAGES: bool = false;
+
+    fn fetch(fetch: &PagedFetch, job: &PageJob) -> Result<Page<S::Row>, Error> {
+        fetch.stop.check()?;
+        let params = S::request(&fetch.account_id, job.span, job.cursor.as_deref());
+        let answer = fetch
+            .douyin
+            .get(&fetch.pacer, S::NAME, S::ENDPOINT, &params)?;
+        S::page(&answer).map_err(|e| {
+            Error::Bug(format!(
+                "{} answer: {e} (logid {})",
+                S::NAME,
+                answer.logid.as_deref().unwrap_or("")
+            ))
+        })
     }
-    Ok(())
+
+    fn shape(&self, config: &Config, days: usize) -> (usize, usize) {
+        // A day's pages follow each other (each needs the last one's cursor), so the budget is
+        // kept busy by several days at once; with as many days in flight as possible they also
+        // finish together, instead of the last ones running alone at a fraction of the budget.
+        let workers = (S::budget(config) as usize).clamp(1, 16).min(days);
+        (workers, workers * 2)
+    }
+
+    fn begin(
+        &mut self,
+        lane: &mut Lane<'_, PagedDay<S::Row>>,
+        d: usize,
+        jobs: &mut Vec<PageJob>,
+    ) -> Result<PagedDay<S::Row>, Error> {
+        jobs.push(PageJob {
+            attempt: 0,
+            span: lane.plan.days[d].span,
+            cursor: None,
+        });
+        Ok(PagedDay {
+            attempt: 0,
+            rows: Vec::new(),
+            rejected: Vec::new(),
+            total: None,
+            cursors: HashSet::new(),
+            problem: String::new(),
+            pages: 0,
+            done: false,
+            rejected_log: Vec::new(),
+            started: Instant::now(),
+        })
+    }
+
+    fn answer(
+        &mut self,
+        lane: &mut Lane<'_, PagedDay<S::Row>>,
+        d: usize,
+        job: PageJob,
+        page: Page<S::Row>,
+        jobs: &mut Vec<PageJob>,
+    ) -> Result<Result<(), Error>, Error> {
+        let date = lane.plan.days[d].date.as_str();
+        let account_id = self.account_id.as_str();
+        let Some(day) = lane.day(d) else {
+            return Ok(Ok(()));
+        };
+        if day.done || job.attempt != day.attempt {
+            return Ok(Ok(()));
+        }
+        day.pages += 1;
+        match (day.total, page.total) {
+            (None, t) => day.total = t,
+            (Some(a), Some(b)) if a != b => {
+                day.problem = format!("the total moved from {a} to {b} while paging");
+            }
+            _ => {}
+        }
+        day.rows.extend(page.rows);
+        day.rejected.extend(page.rejected);
+        if let Next::Cursor(next) = page.next {
+            if day.cursors.insert(next.clone()) {
+                jobs.push(PageJob {
+                    cursor: Some(next),
+                    ..job
+                });
+                return Ok(Ok(()));
+            }
+            day.problem = format!("the cursor {next:?} did not advance");
+        }
+        // The day is read: take it when it is whole, else fetch it again.
+        let rows = distinct::<S>(std::mem::take(&mut day.rows));
+        if day.problem.is_empty() {
+            let received = received::<S>(&rows, &day.rejected);
+            match day.total {
+                Some(t) if t != received as u64 => {
+                    day.problem = format!(
+                        "{received} distinct {} received, the answer's total says {t}",
+                        S::NOUN
+                    );
+                }
+                _ => {
+                    day.rows = rows;
+                    day.done = true;
+                    return Ok(Ok(()));
+                }
+            }
+        }
+        day.attempt += 1;
+        if day.attempt >= MAX_DAY_ATTEMPTS {
+            return Ok(Err(Error::Unavailable(format!(
+                "{} {date} of account {account_id}: still incomplete after {MAX_DAY_ATTEMPTS} fetches ({})",
+                S::NAME,
+                day.problem
+            ))));
+        }
+        log::warn!(
+            "{} {date} of account {account_id}: {}; fetching the day again ({}/{})",
+            S::NAME,
+            day.problem,
+            day.attempt,
+            MAX_DAY_ATTEMPTS - 1
+        );
+        day.rejected.clear();
+        day.total = None;
+        day.cursors.clear();
+        day.problem.clear();
+        jobs.push(PageJob {
+            attempt: day.attempt,
+            span: job.span,
+            cursor: None,
+        });
+        Ok(Ok(()))
+    }
+
+    fn complete(&self, day: &PagedDay<S::Row>) -> bool {
+        day.done
+    }
+
+    fn seal(&mut self, lane: &mut Lane<'_, PagedDay<S::Row>>, d: usize) -> Result<CommitFn, Error> {
+        let date = lane.plan.days[d].date.clone();
+        let span = lane.plan.days[d].span;
+        let account = self.account_id.clone();
+        let Some(day) = lane.day(d) else {
+            return Err(Error::Bug(format!("{} day {d} sealed twice", S::NAME)));
+        };
+        let rows = std::mem::take(&mut day.rows);
+        let rejected = std::mem::take(&mut day.rejected);
+        day.rejected_log = sync::quarantine_log(&rejected, |r| {
+            r.order_id.as_deref().map_or_else(
+                || "a record without a usable id".to_string(),
+                |id| format!("record {}", crate::order::printable(id, 64)),
+            )
+        });
+        Ok(Box::new(move |store, key, checkpoint, monotonic| {
+            let stored: Vec<&str> = rows.iter().map(S::key).collect();
+            store.commit_stream_day(
+                key,
+                checkpoint,
+                monotonic,
+                (date.as_str(), &stored, &rejected),
+                |tx| S::write(tx, &account, span, &rows),
+            )
+        }))
+    }
+
+    fn tally(day: &PagedDay<S::Row>) -> (u64, u64) {
+        (day.pages, u64::from(day.attempt))
+    }
+
+    fn log_day(
+        &self,
+        plan: &Plan,
+        d: usize,
+        state: &PagedDay<S::Row>,
+        write: &DayWrite,
+        _stats: &StreamStats,
+        left: f64,
+    ) {
+        let day = &plan.days[d];
+        let (n, k) = (plan.days.len(), d + 1);
+        let seconds = state.started.elapsed().as_secs_f64();
+        sync::warn_quarantined(
+            S::NAME,
+            &day.date,
+            &self.account_id,
+            &format!("{} {}", S::NAME, day.date),
+            &state.rejected_log,
+        );
+        log::info!(
+            stream = S::NAME, day = day.date.as_str(), account = self.account_id.as_str(),
+            records = write.orders, inserted = write.inserted, updated = write.updated,
+            pages = state.pages, seconds = seconds,
+            day_index = k as u64, days = n as u64;
+            "{} {}: {}{}",
+            S::NAME,
+            day.date,
+            sync::day_summary(S::NOUN, write, state.pages, seconds, k, n),
+            if k < n { format!(", ~{} left", sync::human_duration(left)) } else { String::new() }
+        );
+    }
+
+    fn reconnected(&mut self, store: &mut Store) -> Result<(), Error> {
+        store.set_application_name(&application_name::<S>())
+    }
 }
 
-fn log_day<S: Stream>(
-    plan: &Plan,
-    k: usize,
-    fetched: &FetchedDay<S::Row>,
-    write: DayWrite,
-    stats: &mut StreamStats,
-    started: Instant,
-) {
-    let day = &plan.days[k - 1];
-    let n = plan.days.len();
-    stats.days += 1;
-    stats.records += write.orders;
-    stats.inserted += write.inserted;
-    stats.updated += write.updated;
-    stats.pages += fetched.pages;
-    stats.refetches += fetched.refetches;
-    stats.rejected += write.rejected;
-    let elapsed = started.elapsed().as_secs_f64();
-    let left = elapsed / k as f64 * (n - k) as f64;
-    log::info!(
-        stream = S::NAME, day = day.date.as_str(), account = plan.key.account_id.as_str(),
-        records = write.orders, inserted = write.inserted, updated = write.updated,
-        pages = fetched.pages, seconds = fetched.started.elapsed().as_secs_f64(),
-        day_index = k as u64, days = n as u64;
-        "{} {}: {} ({} new, {} changed{}), {}, {:.1} s; day {k} of {n}{}",
-        S::NAME,
-        day.date,
-        sync::count(write.orders, S::NOUN),
-        write.inserted,
-        write.updated,
-        if write.rejected > 0 {
-            format!(", {} quarantined", write.rejected)
-        } else {
-            String::new()
-        },
-        sync::count(fetched.pages, "page"),
-        fetched.started.elapsed().as_secs_f64(),
-        if k < n { format!(", ~{} left", sync::human_duration(left)) } else { String::new() }
-    );
+/// The day's rows with one row per key, the last received winning.
+fn distinct<S: Stream>(rows: Vec<S::Row>) -> Vec<S::Row> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<S::Row> = rows
+        .into_iter()
+        .rev()
+        .filter(|r| seen.insert(S::key(r).to_string()))
+        .collect();
+    out.reverse();
+    out
+}
+
+/// The distinct records of a day: its rows, and its quarantined records (by their id, or each
+/// once when they have none) that are not among the rows.
+fn received<S: Stream>(rows: &[S::Row], rejected: &[Rejected]) -> usize {
+    let rejected_ids: HashSet<&str> = rejected
+        .iter()
+        .filter_map(|r| r.order_id.as_deref())
+        .collect();
+    let unkeyed = rejected.iter().filter(|r| r.order_id.is_none()).count();
+    rows.len()
+        + rejected_ids
+            .iter()
+            .filter(|id| !rows.iter().any(|r| S::key(r) == **id))
+            .count()
+        + unkeyed
 }
 
 /// A page of an answer paged by `data.cursor` + `data.has_more` (refunds, the ledger): its

@@ -547,6 +547,54 @@ fn two_runs_starting_together_on_a_fresh_database_migrate_once() {
 }
 
 #[test]
+fn a_search_after_cursor_that_does_not_advance_stops_the_day_with_75_and_commits_nothing() {
+    let w = World::new("one_second_stuck_cursor");
+    let second = MARCH_1 + 3600;
+    let mut served =
+        support::fake_douyin::generate_day(&w.config.app_secret, ACCOUNT, MARCH_1, 10_050, 6);
+    for o in &mut served {
+        o.json["update_order_time"] = serde_json::json!(second);
+    }
+    w.fake.add_orders(served.iter().map(|o| o.json.clone()));
+    w.fake.set_faults(Faults {
+        orders_stuck_cursor: true,
+        ..Faults::default()
+    });
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-01")
+        .env("PAGE_SIZE", "100")
+        .run();
+    out.expect_code(75);
+    assert!(
+        out.log()
+            .contains("the search_after cursor did not advance"),
+        "{}",
+        out.report()
+    );
+    assert!(
+        out.log().contains("paging it by cursor"),
+        "{}",
+        out.report()
+    );
+    assert!(w.table().is_empty(), "{}", out.report());
+    assert_eq!(w.count("SELECT count(*) FROM sync_checkpoints"), 0);
+    // Each attempt of a one-second slice is a first page and one cursor page, and a slice
+    // gives up after 6 attempts (the seconds next to the crowded one may see it too, through
+    // the end bound) instead of following the cursor forever.
+    let with_cursor = w
+        .fake
+        .requests()
+        .iter()
+        .filter(|r| r.params.contains_key("cursor"))
+        .count();
+    assert!(
+        (1..=20).contains(&with_cursor),
+        "{with_cursor} cursor pages\n{}",
+        out.report()
+    );
+}
+
+#[test]
 fn more_than_10000_orders_in_one_second_are_paged_by_cursor() {
     let w = World::new("one_second_cursor");
     let secret = w.config.app_secret.clone();

@@ -141,6 +141,9 @@ pub struct Faults {
     pub verify_without_total: bool,
     /// Verification answers repeat the first page forever (a cursor that does not advance).
     pub verify_stuck_cursor: bool,
+    /// Order queries carrying a search-after `cursor` answer with that same cursor as
+    /// `data.search_after.CursorValue` (a cursor that does not advance).
+    pub orders_stuck_cursor: bool,
     /// The first this many verification answers say a `data.total` one larger than the
     /// window holds (a record that moved away while paging).
     pub verify_total_skew: usize,
@@ -1719,7 +1722,11 @@ fn handle_query(
             store.replace_all(&values);
         }
         drop(hook);
-        store.answer(shared, &plan)
+        let body = store.answer(shared, &plan);
+        match &plan.info.cursor {
+            Some((t, id)) if faults.orders_stuck_cursor => stuck_cursor(&body, *t, id),
+            _ => body,
+        }
     };
     {
         let mut ctl = lock(&shared.ctl);
@@ -1820,6 +1827,16 @@ impl Store {
         );
         body
     }
+}
+
+/// `body` with `data.search_after.CursorValue` set to the request's own cursor.
+fn stuck_cursor(body: &str, time: i64, id: &str) -> String {
+    let mut v: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(_) => return body.to_string(),
+    };
+    v["data"]["search_after"]["CursorValue"] = json!([time.to_string(), id]);
+    v.to_string()
 }
 
 fn build_index(orders: &[StoredOrder], account: &str) -> AccountIndex {

@@ -726,6 +726,55 @@ fn kill_9_leaves_whole_days_per_stream_and_the_rerun_is_exact() {
 }
 
 #[test]
+fn a_streams_database_connection_lost_mid_run_is_reconnected_and_its_days_fetched_again() {
+    let w = World::new("verify_db_lost");
+    let served = seed_verifications(&w, MARCH_1, 5, 100);
+    w.fake.set_faults(Faults {
+        latency: Duration::from_millis(50),
+        ..Faults::default()
+    });
+    let child = w
+        .range_cmd("2024-03-01", "2024-03-05")
+        .env("STREAMS", "verifications")
+        .env("VERIFY_QPS", "4")
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.count("SELECT count(*) FROM pg_tables WHERE tablename = 'verifications'") == 0
+        || w.count("SELECT count(*) FROM verifications") == 0
+    {
+        assert!(Instant::now() < deadline, "no verification day within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The stream's own connection (the run's connection holds the account's lock).
+    let terminated: i64 =
+        w.db.client()
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+               WHERE application_name = 'douyin-order-sync verifications'
+                 AND datname = current_database()) t",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+    assert_eq!(terminated, 1, "no connection of the stream was found");
+    let out = child
+        .wait_timeout(Duration::from_secs(120))
+        .expect("did not finish");
+    out.expect_success();
+    assert!(
+        w.count("SELECT count(*) FROM verifications") > 0,
+        "{}",
+        out.report()
+    );
+    assert!(
+        out.log().contains("lost a database connection"),
+        "finished before the connection was lost\n{}",
+        out.report()
+    );
+    assert_verifications_exact(&w, &served);
+}
+
+#[test]
 fn an_unknown_stream_is_a_configuration_error() {
     let w = World::new("unknown_stream");
     let out = w.cmd().env("STREAMS", "orders,refundz").run();

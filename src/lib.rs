@@ -4,9 +4,9 @@
 //! and each owns one job: `cli` (flags as typed), `config` (validated settings), `window` (dates
 //! in UTC+8 and day slices), `dotenv` (the `.env` file as python-dotenv reads it), `db_url` (DB_URL as
 //! SQLAlchemy reads it), `crypto` (phone decryption), `douyin` (the HTTP API), `pacer` (the
-//! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the orders pipeline of one
-//! account), `streams` (the frame shared by every stream: the plan of days, the `Stream`
-//! description and the day runner of the other streams), `job` (a run over all accounts),
+//! QPS budget), `order` (an order's columns), `store` (PostgreSQL), `sync` (the pipeline every stream
+//! runs on, for one stream of one account), `streams` (what differs per stream: the plan of
+//! days, the `Stream` description of a cursor-paged stream, and the orders stream), `job` (a run over all accounts),
 //! `monitor` (the `task_monitor` row), `metrics` (Prometheus), `phones` (stored phones, the
 //! decrypt quota, the fill pass), `token_cache` (the client token kept between runs), `stop`
 //! (signals and the remote stop), `logging`, `error`.

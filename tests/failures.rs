@@ -252,19 +252,10 @@ fn killing_the_staging_session_mid_run_never_hangs_the_run() {
         let child = cmd.spawn();
         // Kill the staging session at a different moment each time.
         let deadline = Instant::now() + Duration::from_secs(30);
-        let mut client = w.db.client();
         let mut killed: i64 = 0;
         while killed == 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100 + 150 * attempt));
-            killed = client
-                .query_one(
-                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                      WHERE application_name = 'douyin-order-sync stage'
-                        AND datname = current_database()) t",
-                    &[],
-                )
-                .unwrap()
-                .get(0);
+            killed = w.terminate_sessions("douyin-order-sync stage");
         }
         let out = child.wait_timeout(BOUND).unwrap_or_else(|| {
             panic!("attempt {attempt}: hung after its staging session was killed: {command}")

@@ -342,15 +342,7 @@ fn a_database_connection_lost_mid_run_is_retried_for_that_day() {
     let (w, served) = slow_world("db_lost");
     let child = slow_cmd(&w).spawn();
     wait_for_first_day(&w);
-    let terminated: i64 =
-        w.db.client()
-            .query_one(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-               WHERE application_name = 'douyin-order-sync' AND datname = current_database()) t",
-                &[],
-            )
-            .unwrap()
-            .get(0);
+    let terminated = w.terminate_sessions("douyin-order-sync");
     assert!(terminated >= 1, "no connection of the run was found");
     let out = child
         .wait_timeout(Duration::from_secs(120))

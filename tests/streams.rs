@@ -746,16 +746,7 @@ fn a_streams_database_connection_lost_mid_run_is_reconnected_and_its_days_fetche
         std::thread::sleep(Duration::from_millis(20));
     }
     // The stream's own connection (the run's connection holds the account's lock).
-    let terminated: i64 =
-        w.db.client()
-            .query_one(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-               WHERE application_name = 'douyin-order-sync verifications'
-                 AND datname = current_database()) t",
-                &[],
-            )
-            .unwrap()
-            .get(0);
+    let terminated = w.terminate_sessions("douyin-order-sync verifications");
     assert_eq!(terminated, 1, "no connection of the stream was found");
     let out = child
         .wait_timeout(Duration::from_secs(120))

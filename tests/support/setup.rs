@@ -73,6 +73,20 @@ impl World {
         self.db.client().query_one(sql, &[]).unwrap().get(0)
     }
 
+    /// End the run's database sessions named `application_name` (as a lost connection looks to
+    /// the run); how many there were.
+    pub fn terminate_sessions(&self, application_name: &str) -> i64 {
+        self.db
+            .client()
+            .query_one(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                   WHERE application_name = $1 AND datname = current_database()) t",
+                &[&application_name],
+            )
+            .unwrap()
+            .get(0)
+    }
+
     /// Every row of `orders`, keyed by order id, each column as text (NULL as None) and
     /// raw_data parsed.
     pub fn table(&self) -> BTreeMap<String, StoredOrder> {

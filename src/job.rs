@@ -11,12 +11,12 @@
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
-use crate::metrics::{AccountReport, RunReport};
+use crate::metrics::{RunReport, StreamReport};
 use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::pacer::Pacer;
 use crate::phones::PhoneBook;
 use crate::stop::Stop;
-use crate::store::{OrdersLayout, RunRecord, SideConnection, Store};
+use crate::store::{CheckpointKey, OrdersLayout, RunRecord, SideConnection, Store};
 use crate::streams::{StreamContext, StreamKind, StreamOutcome, StreamStats};
 use crate::sync::{self, AccountStats, Plan};
 use crate::token_cache::TokenCache;
@@ -43,18 +43,24 @@ fn mode(config: &Config) -> &'static str {
 pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     let started = Instant::now();
     let mut report = RunReport {
-        accounts: config
+        streams: config
             .accounts()
             .iter()
-            .map(|a| AccountReport {
-                account: a.clone(),
-                ..AccountReport::default()
+            .flat_map(|a| {
+                config
+                    .streams()
+                    .iter()
+                    .map(move |k| StreamReport::new(a, k.name()))
             })
             .collect(),
         ..RunReport::default()
     };
     let result = run_monitored(config, stop, &mut report);
     report.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+    // A stream the run never finished (it ended before, or a STOP held it) shows the run's code.
+    for s in &mut report.streams {
+        s.exit_code = s.exit_code.or(Some(report.exit_code));
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
     report.finished_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -230,21 +236,54 @@ fn stop_requested(config: &Config, store: &mut Store) -> bool {
     }
 }
 
-/// Each account's checkpoint, for the metrics (left out when the database cannot tell).
+/// Each stream's checkpoint of each account, for the metrics (left out when the database
+/// cannot tell).
 fn read_checkpoints(config: &Config, store: &mut Store, report: &mut RunReport) {
     if store.is_closed() {
         return;
     }
-    for account in &mut report.accounts {
-        let key = sync::checkpoint_key(config, &account.account);
-        match store.checkpoint(&key) {
-            Ok(c) => account.checkpoint = c.map(|c| c.synced_until),
+    for s in &mut report.streams {
+        let Some(kind) = StreamKind::ALL.iter().find(|k| k.name() == s.stream) else {
+            continue;
+        };
+        match store.checkpoint(&stream_checkpoint_key(config, *kind, &s.account)) {
+            Ok(c) => s.checkpoint = c.map(|c| c.synced_until),
             Err(e) => {
-                log::debug!("checkpoint of {} for the metrics: {e}", account.account);
+                log::debug!(
+                    "checkpoint of {} {} for the metrics: {e}",
+                    s.account,
+                    s.stream
+                );
                 return;
             }
         }
     }
+}
+
+/// The checkpoint row of a stream of an account under this configuration.
+fn stream_checkpoint_key(config: &Config, kind: StreamKind, account: &str) -> CheckpointKey {
+    use crate::streams::{self, refunds, settlements, verifications, Stream};
+    fn key<S: Stream>(config: &Config, account: &str) -> CheckpointKey {
+        streams::checkpoint_key(config, S::NAME, S::TIME_FIELD, account)
+    }
+    match kind {
+        StreamKind::Orders => sync::checkpoint_key(config, account),
+        StreamKind::Verifications => key::<verifications::Verifications>(config, account),
+        StreamKind::Refunds => key::<refunds::Refunds>(config, account),
+        StreamKind::Settlements => key::<settlements::Settlements>(config, account),
+    }
+}
+
+/// The metrics of one stream of one account.
+fn stream_report<'a>(
+    report: &'a mut RunReport,
+    account: &str,
+    kind: StreamKind,
+) -> Option<&'a mut StreamReport> {
+    report
+        .streams
+        .iter_mut()
+        .find(|s| s.account == account && s.stream == kind.name())
 }
 
 #[allow(clippy::too_many_arguments)] // reason: the run's every part meets here
@@ -277,7 +316,7 @@ fn sync_accounts(
         .map(|(k, _)| (*k, StreamStats::default()))
         .collect();
     let mut interrupted = None;
-    for (index, account) in config.accounts().iter().enumerate() {
+    for account in config.accounts() {
         if stop.held() {
             break; // a remote STOP: the next accounts wait for the next run
         }
@@ -301,6 +340,13 @@ fn sync_accounts(
         let mut failed_streams = Vec::new();
         for (kind, outcome) in stream_results {
             let (stream_stats, error) = (outcome.stats, outcome.result.err());
+            if let Some(r) = stream_report(report, account, kind) {
+                r.records = stream_stats.records;
+                r.inserted = Some(stream_stats.inserted);
+                r.updated = Some(stream_stats.updated);
+                r.rejected = Some(stream_stats.rejected);
+                r.exit_code = Some(error.as_ref().map_or(0, Error::exit_code));
+            }
             if let Some((_, t)) = stream_totals.iter_mut().find(|(k, _)| *k == kind) {
                 t.days += stream_stats.days;
                 t.records += stream_stats.records;
@@ -325,9 +371,19 @@ fn sync_accounts(
             (Err(e @ Error::Interrupted(_)), _) | (_, Some(e)) => Err(e),
             (result, None) => result,
         };
-        if let Some(r) = report.accounts.get_mut(index) {
+        if let Some(r) = stream_report(report, account, StreamKind::Orders) {
             r.records = stats.orders;
+            r.inserted = Some(stats.inserted);
+            r.updated = Some(stats.updated);
             r.rejected = Some(stats.rejected);
+        }
+        // The account's own failure (its lock, its orders) is the code of every stream of it
+        // that has none of its own.
+        let account_code = result.as_ref().err().map_or(0, Error::exit_code);
+        for s in report.streams.iter_mut().filter(|s| s.account == *account) {
+            if s.stream == StreamKind::Orders.name() || s.exit_code.is_none() {
+                s.exit_code = Some(account_code);
+            }
         }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {

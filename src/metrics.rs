@@ -599,7 +599,11 @@ mod tests {
         let first = render_stream_successes(&stream_successes(&r, ""), "t");
         assert_eq!(
             previous_stream_successes(&first),
-            vec![("70\"01\\\n".to_string(), "orders".to_string(), 1_700_000_000.5)],
+            vec![(
+                "70\"01\\\n".to_string(),
+                "orders".to_string(),
+                1_700_000_000.5
+            )],
             "{first}"
         );
         // Next run: orders fails, refunds succeeds.
@@ -610,14 +614,18 @@ mod tests {
         assert_eq!(
             previous_stream_successes(&second),
             vec![
-                ("70\"01\\\n".to_string(), "orders".to_string(), 1_700_000_000.5),
+                (
+                    "70\"01\\\n".to_string(),
+                    "orders".to_string(),
+                    1_700_000_000.5
+                ),
                 ("7001".to_string(), "refunds".to_string(), 1_700_000_900.0),
             ],
             "{second}"
         );
-        assert!(second.starts_with(
-            "# HELP douyin_order_sync_stream_last_success_timestamp_seconds "
-        ));
+        assert!(
+            second.starts_with("# HELP douyin_order_sync_stream_last_success_timestamp_seconds ")
+        );
         assert_eq!(render_stream_successes(&[], "t"), "");
     }
 

@@ -667,7 +667,8 @@ fn sync_orders(
     sync::sync_days(config, douyin, phones, store, &plan, stop, stats)
 }
 
-/// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
+/// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account of every
+/// configured stream (the orders of the plan's first day; a tiny window of the others), print
 /// the plan; write nothing. Exit codes as a real run.
 pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     say!(
@@ -723,16 +724,19 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     );
     let now = sync::now_epoch();
     let has_checkpoints = store.has_checkpoints()?;
+    // Every configured stream's endpoint is asked, for every account; a stream that fails is
+    // reported on its own line and the others are still asked. The exit code is the most
+    // serious failure's.
+    let mut failed: Vec<(String, Error)> = Vec::new();
     for account in config.accounts() {
-        let key = sync::checkpoint_key(config, account);
-        let checkpoint = if has_checkpoints {
-            store.checkpoint(&key)?
-        } else {
-            None
+        let checkpoint_of = |store: &mut Store, kind: StreamKind| -> Result<_, Error> {
+            if has_checkpoints {
+                store.checkpoint(&stream_checkpoint_key(config, kind, account))
+            } else {
+                Ok(None)
+            }
         };
-        let plan = sync::plan(config, key, checkpoint, now);
-        say!("account {account}: {}", describe_plan(config, &plan));
-        match checkpoint {
+        let say_checkpoint = |checkpoint: Option<crate::store::Checkpoint>| match checkpoint {
             Some(c) => say!(
                 "  checkpoint: synced until {}{}",
                 window::format_local(c.synced_until),
@@ -743,26 +747,148 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 }
             ),
             None => say!("  checkpoint: none yet"),
+        };
+        if !config.streams().contains(&StreamKind::Orders) {
+            say!("account {account}:");
         }
-        if let Some(day) = plan.days.first() {
-            let page = douyin.query_orders(&OrderQuery {
-                account_id: account,
-                span: day.span,
-                time_field: config.time_field(),
-                page_num: 1,
-                page_size: config.page_size(),
-                order_status: config.order_status(),
-                get_secret_number: config.get_secret_number(),
-                cursor: None,
-            })?;
-            say!(
-                "  first day {}: Douyin reports {} orders ({} in the first page)",
-                day.date,
-                page.total,
-                page.orders.len()
-            );
+        for kind in config.streams() {
+            let checkpoint = checkpoint_of(&mut store, *kind)?;
+            let probed = if *kind == StreamKind::Orders {
+                let key = sync::checkpoint_key(config, account);
+                let plan = sync::plan(config, key, checkpoint, now);
+                say!("account {account}: {}", describe_plan(config, &plan));
+                say_checkpoint(checkpoint);
+                match plan.days.first() {
+                    Some(day) => douyin
+                        .query_orders(&OrderQuery {
+                            account_id: account,
+                            span: day.span,
+                            time_field: config.time_field(),
+                            page_num: 1,
+                            page_size: config.page_size(),
+                            order_status: config.order_status(),
+                            get_secret_number: config.get_secret_number(),
+                            cursor: None,
+                        })
+                        .map(|page| {
+                            say!(
+                                "  first day {}: Douyin reports {} orders ({} in the first page)",
+                                day.date,
+                                page.total,
+                                page.orders.len()
+                            );
+                        }),
+                    None => Ok(()),
+                }
+            } else {
+                say!("  {}:", kind.name());
+                say_checkpoint(checkpoint);
+                probe_stream(config, &douyin, *kind, account, now).map(|line| say!("  {line}"))
+            };
+            match probed {
+                Ok(()) => {}
+                Err(e @ Error::Interrupted(_)) => return Err(e),
+                Err(e) => {
+                    let line = format!(
+                        "stream {} of account {account}: {} (exit {}): {e}",
+                        kind.name(),
+                        match &e {
+                            Error::Refused(_) =>
+                                "Douyin refused the app or the account this endpoint's permission",
+                            Error::Unavailable(_) => "its endpoint is unreachable or keeps failing",
+                            Error::Rejected(_) | Error::Bug(_) =>
+                                "its endpoint answered unexpectedly",
+                            _ => "its endpoint cannot be used",
+                        },
+                        e.exit_code()
+                    );
+                    say!("  FAILED: {line}");
+                    failed.push((line, e));
+                }
+            }
         }
+    }
+    let worst = failed
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, (_, e))| (e.severity(), std::cmp::Reverse(*i)))
+        .map(|(i, _)| i);
+    if let Some(i) = worst {
+        say!(
+            "check: {} failed, nothing written",
+            if failed.len() == 1 {
+                "one stream".to_string()
+            } else {
+                format!("{} streams", failed.len())
+            }
+        );
+        let (_, e) = failed.swap_remove(i);
+        return Err(e);
     }
     say!("check: ok, nothing written");
     Ok(())
+}
+
+/// Ask a stream's endpoint for one page of a tiny window (the last hour; the settlement ledger,
+/// which is read by bill date, yesterday's), read-only, and read the answer as a run would.
+fn probe_stream(
+    config: &Config,
+    douyin: &Douyin,
+    kind: StreamKind,
+    account: &str,
+    now: i64,
+) -> Result<String, Error> {
+    use crate::streams::{refunds, settlements, verifications, Next, Stream};
+    fn probe<S: Stream>(
+        douyin: &Douyin,
+        pacer: &Pacer,
+        account: &str,
+        span: window::Span,
+        window: &str,
+    ) -> Result<String, Error> {
+        let params = S::request(account, span, None);
+        let answer = douyin.get(pacer, S::NAME, S::ENDPOINT, &params)?;
+        let page = S::page(&answer).map_err(|e| {
+            Error::Bug(format!(
+                "{} answer: {e} (logid {})",
+                S::NAME,
+                answer.logid.as_deref().unwrap_or("")
+            ))
+        })?;
+        Ok(format!(
+            "{} endpoint ok: {} in the first page of {window}{}",
+            S::NAME,
+            sync::count((page.rows.len() + page.rejected.len()) as u64, S::NOUN),
+            if page.next == Next::Done {
+                ""
+            } else {
+                " (more pages)"
+            }
+        ))
+    }
+    let pacer = Pacer::new(kind.budget(config));
+    let hour = window::Span {
+        start: now - 3600,
+        end: now,
+    };
+    let last_hour = "the last hour";
+    match kind {
+        StreamKind::Orders => Err(Error::Bug(
+            "the orders stream is probed by the order query".into(),
+        )),
+        StreamKind::Verifications => {
+            probe::<verifications::Verifications>(douyin, &pacer, account, hour, last_hour)
+        }
+        StreamKind::Refunds => probe::<refunds::Refunds>(douyin, &pacer, account, hour, last_hour),
+        StreamKind::Settlements => {
+            // Read by bill date: yesterday's, a date whose ledger exists.
+            let yesterday = window::Span {
+                start: now - 86_400,
+                end: now - 86_400 + 3600,
+            };
+            let date = window::format_local(yesterday.start);
+            let date = format!("bill date {}", date.get(..10).unwrap_or(&date));
+            probe::<settlements::Settlements>(douyin, &pacer, account, yesterday, &date)
+        }
+    }
 }

@@ -736,9 +736,9 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 Ok(None)
             }
         };
-        let say_checkpoint = |checkpoint: Option<crate::store::Checkpoint>| match checkpoint {
-            Some(c) => say!(
-                "  checkpoint: synced until {}{}",
+        let describe_checkpoint = |checkpoint: Option<crate::store::Checkpoint>| match checkpoint {
+            Some(c) => format!(
+                "checkpoint: synced until {}{}",
                 window::format_local(c.synced_until),
                 if c.range_done {
                     " (range done: a run syncs it again in full)"
@@ -746,7 +746,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                     ""
                 }
             ),
-            None => say!("  checkpoint: none yet"),
+            None => "checkpoint: none yet".to_string(),
         };
         if !config.streams().contains(&StreamKind::Orders) {
             say!("account {account}:");
@@ -757,7 +757,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 let key = sync::checkpoint_key(config, account);
                 let plan = sync::plan(config, key, checkpoint, now);
                 say!("account {account}: {}", describe_plan(config, &plan));
-                say_checkpoint(checkpoint);
+                say!("  {}", describe_checkpoint(checkpoint));
                 match plan.days.first() {
                     Some(day) => douyin
                         .query_orders(&OrderQuery {
@@ -781,8 +781,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                     None => Ok(()),
                 }
             } else {
-                say!("  {}:", kind.name());
-                say_checkpoint(checkpoint);
+                say!("  {}: {}", kind.name(), describe_checkpoint(checkpoint));
                 probe_stream(config, &douyin, *kind, account, now).map(|line| say!("  {line}"))
             };
             match probed {
@@ -794,11 +793,11 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                         kind.name(),
                         match &e {
                             Error::Refused(_) =>
-                                "Douyin refused the app or the account this endpoint's permission",
-                            Error::Unavailable(_) => "its endpoint is unreachable or keeps failing",
-                            Error::Rejected(_) | Error::Bug(_) =>
-                                "its endpoint answered unexpectedly",
-                            _ => "its endpoint cannot be used",
+                                "permission refused (the app lacks this \
+                                endpoint's capability, or the account has not authorised it)",
+                            Error::Unavailable(_) => "endpoint unreachable or failing",
+                            Error::Rejected(_) | Error::Bug(_) => "unexpected answer",
+                            _ => "endpoint unusable",
                         },
                         e.exit_code()
                     );
@@ -856,7 +855,7 @@ fn probe_stream(
             ))
         })?;
         Ok(format!(
-            "{} endpoint ok: {} in the first page of {window}{}",
+            "{}: endpoint ok, {} in the first page of {window}{}",
             S::NAME,
             sync::count((page.rows.len() + page.rejected.len()) as u64, S::NOUN),
             if page.next == Next::Done {

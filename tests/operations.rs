@@ -226,9 +226,9 @@ fn check_asks_the_endpoint_of_every_configured_stream_once_and_writes_nothing() 
     out.expect_success();
     for needle in [
         "first day 2024-03-01: Douyin reports 5 orders",
-        "verifications endpoint ok: 2 verifications in the first page of the last hour",
-        "refunds endpoint ok: 3 refunds in the first page of the last hour",
-        "settlements endpoint ok: 4 ledger records in the first page of bill date ",
+        "verifications: endpoint ok, 2 verifications in the first page of the last hour",
+        "refunds: endpoint ok, 3 refunds in the first page of the last hour",
+        "settlements: endpoint ok, 4 ledger records in the first page of bill date ",
         "check: ok, nothing written",
     ] {
         assert!(
@@ -306,8 +306,8 @@ fn check_names_the_one_stream_whose_endpoint_refuses_the_app_or_cannot_be_reache
         out.report()
     );
     for ok in [
-        "verifications endpoint ok",
-        "settlements endpoint ok",
+        "verifications: endpoint ok",
+        "settlements: endpoint ok",
         "Douyin reports",
     ] {
         assert!(out.stdout.contains(ok), "{ok:?}\n{}", out.report());
@@ -340,7 +340,7 @@ fn check_names_the_one_stream_whose_endpoint_refuses_the_app_or_cannot_be_reache
         out.report()
     );
     assert!(
-        out.stdout.contains("refunds endpoint ok"),
+        out.stdout.contains("refunds: endpoint ok"),
         "{}",
         out.report()
     );

@@ -9,6 +9,12 @@
 //! group) and leaves that metric out on failure; the textfile carries the previous file's value
 //! over. Neither output can fail the run: an unreachable or refusing Pushgateway, or a file that
 //! cannot be written, is a warning and the exit code stays what the sync decided.
+//!
+//! Every per-account figure is per stream too (`stream` label), so that a run of several streams
+//! shows each one's records, checkpoint and exit code. Each stream's own last success must stay
+//! when that stream fails while others succeed; since a POST replaces every series of a name in
+//! its group, it goes to a group of its own per (account, stream), pushed only on success (the
+//! textfile carries the previous values over, as for the run's).
 
 use crate::config::Monitoring;
 use base64::Engine;
@@ -56,10 +62,6 @@ impl StreamReport {
             ..StreamReport::default()
         }
     }
-
-    pub fn succeeded(&self) -> bool {
-        self.exit_code == Some(0)
-    }
 }
 
 /// What a run reports.
@@ -75,6 +77,16 @@ pub struct RunReport {
     pub stopped: bool,
     /// Every stream the run was configured to sync, for every account.
     pub streams: Vec<StreamReport>,
+}
+
+impl RunReport {
+    /// The streams whose last success this run advances: those that ended with 0, unless a STOP
+    /// held the run (a held stream did not sync its window).
+    fn stream_successes(&self) -> impl Iterator<Item = &StreamReport> {
+        self.streams
+            .iter()
+            .filter(|s| !self.stopped && s.exit_code == Some(0))
+    }
 }
 
 impl RunReport {
@@ -266,9 +278,7 @@ pub fn render_stream_successes(values: &[(String, String, f64)], task_id: &str) 
 /// values of the others (from `previous`, an earlier textfile), in a stable order.
 fn stream_successes(report: &RunReport, previous: &str) -> Vec<(String, String, f64)> {
     let mut values: Vec<(String, String, f64)> = report
-        .streams
-        .iter()
-        .filter(|s| s.succeeded())
+        .stream_successes()
         .map(|s| (s.account.clone(), s.stream.clone(), report.finished_at))
         .collect();
     for (account, stream, t) in previous_stream_successes(previous) {
@@ -289,7 +299,7 @@ pub fn publish(monitoring: &Monitoring, report: &RunReport) {
         // Each stream's last success in a group of its own (account, stream): a POST replaces
         // every series of the names it carries in its group, so a stream that failed must push
         // nothing where its previous success is kept.
-        for s in report.streams.iter().filter(|s| s.succeeded()) {
+        for s in report.stream_successes() {
             if result.is_err() {
                 break;
             }
@@ -626,6 +636,12 @@ mod tests {
         assert!(
             second.starts_with("# HELP douyin_order_sync_stream_last_success_timestamp_seconds ")
         );
+        // A run a STOP held advances none.
+        r.finished_at = 1_700_009_000.0;
+        r.stopped = true;
+        r.streams[0].exit_code = Some(0);
+        let third = render_stream_successes(&stream_successes(&r, &second), "t");
+        assert_eq!(third, second);
         assert_eq!(render_stream_successes(&[], "t"), "");
     }
 

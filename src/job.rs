@@ -727,7 +727,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     // Every configured stream's endpoint is asked, for every account; a stream that fails is
     // reported on its own line and the others are still asked. The exit code is the most
     // serious failure's.
-    let mut failed: Vec<(String, Error)> = Vec::new();
+    let mut failed: Vec<Error> = Vec::new();
     for account in config.accounts() {
         let checkpoint_of = |store: &mut Store, kind: StreamKind| -> Result<_, Error> {
             if has_checkpoints {
@@ -788,8 +788,8 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 Ok(()) => {}
                 Err(e @ Error::Interrupted(_)) => return Err(e),
                 Err(e) => {
-                    let line = format!(
-                        "stream {} of account {account}: {} (exit {}): {e}",
+                    say!(
+                        "  FAILED: stream {} of account {account}: {} (exit {}): {e}",
                         kind.name(),
                         match &e {
                             Error::Refused(_) =>
@@ -801,16 +801,16 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                         },
                         e.exit_code()
                     );
-                    say!("  FAILED: {line}");
-                    failed.push((line, e));
+                    failed.push(e);
                 }
             }
         }
     }
+    // The most serious failure, the first among equals.
     let worst = failed
         .iter()
         .enumerate()
-        .max_by_key(|(i, (_, e))| (e.severity(), std::cmp::Reverse(*i)))
+        .max_by_key(|(i, e)| (e.severity(), std::cmp::Reverse(*i)))
         .map(|(i, _)| i);
     if let Some(i) = worst {
         say!(
@@ -821,8 +821,7 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                 format!("{} streams", failed.len())
             }
         );
-        let (_, e) = failed.swap_remove(i);
-        return Err(e);
+        return Err(failed.swap_remove(i));
     }
     say!("check: ok, nothing written");
     Ok(())

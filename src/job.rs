@@ -11,12 +11,12 @@
 use crate::config::{Config, WindowSpec};
 use crate::douyin::{Douyin, OrderQuery};
 use crate::error::Error;
-use crate::metrics::{AccountReport, RunReport};
+use crate::metrics::{RunReport, StreamReport};
 use crate::monitor::{self, Begin, Outcome, TaskMonitor};
 use crate::pacer::Pacer;
 use crate::phones::PhoneBook;
 use crate::stop::Stop;
-use crate::store::{OrdersLayout, RunRecord, SideConnection, Store};
+use crate::store::{CheckpointKey, OrdersLayout, RunRecord, SideConnection, Store};
 use crate::streams::{StreamContext, StreamKind, StreamOutcome, StreamStats};
 use crate::sync::{self, AccountStats, Plan};
 use crate::token_cache::TokenCache;
@@ -43,18 +43,24 @@ fn mode(config: &Config) -> &'static str {
 pub fn run(config: &Config, stop: &Stop) -> Result<(), Error> {
     let started = Instant::now();
     let mut report = RunReport {
-        accounts: config
+        streams: config
             .accounts()
             .iter()
-            .map(|a| AccountReport {
-                account: a.clone(),
-                ..AccountReport::default()
+            .flat_map(|a| {
+                config
+                    .streams()
+                    .iter()
+                    .map(move |k| StreamReport::new(a, k.name()))
             })
             .collect(),
         ..RunReport::default()
     };
     let result = run_monitored(config, stop, &mut report);
     report.exit_code = result.as_ref().err().map_or(0, Error::exit_code);
+    // A stream the run never finished (it ended before, or a STOP held it) shows the run's code.
+    for s in &mut report.streams {
+        s.exit_code = s.exit_code.or(Some(report.exit_code));
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
     report.finished_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -230,21 +236,54 @@ fn stop_requested(config: &Config, store: &mut Store) -> bool {
     }
 }
 
-/// Each account's checkpoint, for the metrics (left out when the database cannot tell).
+/// Each stream's checkpoint of each account, for the metrics (left out when the database
+/// cannot tell).
 fn read_checkpoints(config: &Config, store: &mut Store, report: &mut RunReport) {
     if store.is_closed() {
         return;
     }
-    for account in &mut report.accounts {
-        let key = sync::checkpoint_key(config, &account.account);
-        match store.checkpoint(&key) {
-            Ok(c) => account.checkpoint = c.map(|c| c.synced_until),
+    for s in &mut report.streams {
+        let Some(kind) = StreamKind::ALL.iter().find(|k| k.name() == s.stream) else {
+            continue;
+        };
+        match store.checkpoint(&stream_checkpoint_key(config, *kind, &s.account)) {
+            Ok(c) => s.checkpoint = c.map(|c| c.synced_until),
             Err(e) => {
-                log::debug!("checkpoint of {} for the metrics: {e}", account.account);
+                log::debug!(
+                    "checkpoint of {} {} for the metrics: {e}",
+                    s.account,
+                    s.stream
+                );
                 return;
             }
         }
     }
+}
+
+/// The checkpoint row of a stream of an account under this configuration.
+fn stream_checkpoint_key(config: &Config, kind: StreamKind, account: &str) -> CheckpointKey {
+    use crate::streams::{self, refunds, settlements, verifications, Stream};
+    fn key<S: Stream>(config: &Config, account: &str) -> CheckpointKey {
+        streams::checkpoint_key(config, S::NAME, S::TIME_FIELD, account)
+    }
+    match kind {
+        StreamKind::Orders => sync::checkpoint_key(config, account),
+        StreamKind::Verifications => key::<verifications::Verifications>(config, account),
+        StreamKind::Refunds => key::<refunds::Refunds>(config, account),
+        StreamKind::Settlements => key::<settlements::Settlements>(config, account),
+    }
+}
+
+/// The metrics of one stream of one account.
+fn stream_report<'a>(
+    report: &'a mut RunReport,
+    account: &str,
+    kind: StreamKind,
+) -> Option<&'a mut StreamReport> {
+    report
+        .streams
+        .iter_mut()
+        .find(|s| s.account == account && s.stream == kind.name())
 }
 
 #[allow(clippy::too_many_arguments)] // reason: the run's every part meets here
@@ -277,7 +316,7 @@ fn sync_accounts(
         .map(|(k, _)| (*k, StreamStats::default()))
         .collect();
     let mut interrupted = None;
-    for (index, account) in config.accounts().iter().enumerate() {
+    for account in config.accounts() {
         if stop.held() {
             break; // a remote STOP: the next accounts wait for the next run
         }
@@ -301,6 +340,13 @@ fn sync_accounts(
         let mut failed_streams = Vec::new();
         for (kind, outcome) in stream_results {
             let (stream_stats, error) = (outcome.stats, outcome.result.err());
+            if let Some(r) = stream_report(report, account, kind) {
+                r.records = stream_stats.records;
+                r.inserted = Some(stream_stats.inserted);
+                r.updated = Some(stream_stats.updated);
+                r.rejected = Some(stream_stats.rejected);
+                r.exit_code = Some(error.as_ref().map_or(0, Error::exit_code));
+            }
             if let Some((_, t)) = stream_totals.iter_mut().find(|(k, _)| *k == kind) {
                 t.days += stream_stats.days;
                 t.records += stream_stats.records;
@@ -325,9 +371,19 @@ fn sync_accounts(
             (Err(e @ Error::Interrupted(_)), _) | (_, Some(e)) => Err(e),
             (result, None) => result,
         };
-        if let Some(r) = report.accounts.get_mut(index) {
+        if let Some(r) = stream_report(report, account, StreamKind::Orders) {
             r.records = stats.records;
+            r.inserted = Some(stats.inserted);
+            r.updated = Some(stats.updated);
             r.rejected = Some(stats.rejected);
+        }
+        // The account's own failure (its lock, its orders) is the code of every stream of it
+        // that has none of its own.
+        let account_code = result.as_ref().err().map_or(0, Error::exit_code);
+        for s in report.streams.iter_mut().filter(|s| s.account == *account) {
+            if s.stream == StreamKind::Orders.name() || s.exit_code.is_none() {
+                s.exit_code = Some(account_code);
+            }
         }
         if let Some((start, end)) = stats.window {
             record.window = Some(match record.window {
@@ -611,7 +667,8 @@ fn sync_orders(
     crate::streams::orders::sync_days(config, douyin, phones, store, &plan, stop, stats)
 }
 
-/// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account, print
+/// `douyin-order-sync check`: validate, connect, authenticate, ask one page per account of every
+/// configured stream (the orders of the plan's first day; a tiny window of the others), print
 /// the plan; write nothing. Exit codes as a real run.
 pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     say!(
@@ -667,18 +724,21 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
     );
     let now = sync::now_epoch();
     let has_checkpoints = store.has_checkpoints()?;
+    // Every configured stream's endpoint is asked, for every account; a stream that fails is
+    // reported on its own line and the others are still asked. The exit code is the most
+    // serious failure's.
+    let mut failed: Vec<Error> = Vec::new();
     for account in config.accounts() {
-        let key = sync::checkpoint_key(config, account);
-        let checkpoint = if has_checkpoints {
-            store.checkpoint(&key)?
-        } else {
-            None
+        let checkpoint_of = |store: &mut Store, kind: StreamKind| -> Result<_, Error> {
+            if has_checkpoints {
+                store.checkpoint(&stream_checkpoint_key(config, kind, account))
+            } else {
+                Ok(None)
+            }
         };
-        let plan = sync::plan(config, key, checkpoint, now);
-        say!("account {account}: {}", describe_plan(config, &plan));
-        match checkpoint {
-            Some(c) => say!(
-                "  checkpoint: synced until {}{}",
+        let describe_checkpoint = |checkpoint: Option<crate::store::Checkpoint>| match checkpoint {
+            Some(c) => format!(
+                "checkpoint: synced until {}{}",
                 window::format_local(c.synced_until),
                 if c.range_done {
                     " (range done: a run syncs it again in full)"
@@ -686,27 +746,147 @@ pub fn check(config: &Config, stop: &Stop) -> Result<(), Error> {
                     ""
                 }
             ),
-            None => say!("  checkpoint: none yet"),
+            None => "checkpoint: none yet".to_string(),
+        };
+        if !config.streams().contains(&StreamKind::Orders) {
+            say!("account {account}:");
         }
-        if let Some(day) = plan.days.first() {
-            let page = douyin.query_orders(&OrderQuery {
-                account_id: account,
-                span: day.span,
-                time_field: config.time_field(),
-                page_num: 1,
-                page_size: config.page_size(),
-                order_status: config.order_status(),
-                get_secret_number: config.get_secret_number(),
-                cursor: None,
-            })?;
-            say!(
-                "  first day {}: Douyin reports {} orders ({} in the first page)",
-                day.date,
-                page.total,
-                page.orders.len()
-            );
+        for kind in config.streams() {
+            let checkpoint = checkpoint_of(&mut store, *kind)?;
+            let probed = if *kind == StreamKind::Orders {
+                let key = sync::checkpoint_key(config, account);
+                let plan = sync::plan(config, key, checkpoint, now);
+                say!("account {account}: {}", describe_plan(config, &plan));
+                say!("  {}", describe_checkpoint(checkpoint));
+                match plan.days.first() {
+                    Some(day) => douyin
+                        .query_orders(&OrderQuery {
+                            account_id: account,
+                            span: day.span,
+                            time_field: config.time_field(),
+                            page_num: 1,
+                            page_size: config.page_size(),
+                            order_status: config.order_status(),
+                            get_secret_number: config.get_secret_number(),
+                            cursor: None,
+                        })
+                        .map(|page| {
+                            say!(
+                                "  first day {}: Douyin reports {} orders ({} in the first page)",
+                                day.date,
+                                page.total,
+                                page.orders.len()
+                            );
+                        }),
+                    None => Ok(()),
+                }
+            } else {
+                say!("  {}: {}", kind.name(), describe_checkpoint(checkpoint));
+                probe_stream(config, &douyin, *kind, account, now).map(|line| say!("  {line}"))
+            };
+            match probed {
+                Ok(()) => {}
+                Err(e @ Error::Interrupted(_)) => return Err(e),
+                Err(e) => {
+                    say!(
+                        "  FAILED: stream {} of account {account}: {} (exit {}): {e}",
+                        kind.name(),
+                        match &e {
+                            Error::Refused(_) =>
+                                "permission refused (the app lacks this \
+                                endpoint's capability, or the account has not authorised it)",
+                            Error::Unavailable(_) => "endpoint unreachable or failing",
+                            Error::Rejected(_) | Error::Bug(_) => "unexpected answer",
+                            _ => "endpoint unusable",
+                        },
+                        e.exit_code()
+                    );
+                    failed.push(e);
+                }
+            }
         }
+    }
+    // The most serious failure, the first among equals.
+    let worst = failed
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, e)| (e.severity(), std::cmp::Reverse(*i)))
+        .map(|(i, _)| i);
+    if let Some(i) = worst {
+        say!(
+            "check: {} failed, nothing written",
+            if failed.len() == 1 {
+                "one stream".to_string()
+            } else {
+                format!("{} streams", failed.len())
+            }
+        );
+        return Err(failed.swap_remove(i));
     }
     say!("check: ok, nothing written");
     Ok(())
+}
+
+/// Ask a stream's endpoint for one page of a tiny window (the last hour; the settlement ledger,
+/// which is read by bill date, yesterday's), read-only, and read the answer as a run would.
+fn probe_stream(
+    config: &Config,
+    douyin: &Douyin,
+    kind: StreamKind,
+    account: &str,
+    now: i64,
+) -> Result<String, Error> {
+    use crate::streams::{refunds, settlements, verifications, Next, Stream};
+    fn probe<S: Stream>(
+        douyin: &Douyin,
+        pacer: &Pacer,
+        account: &str,
+        span: window::Span,
+        window: &str,
+    ) -> Result<String, Error> {
+        let params = S::request(account, span, None);
+        let answer = douyin.get(pacer, S::NAME, S::ENDPOINT, &params)?;
+        let page = S::page(&answer).map_err(|e| {
+            Error::Bug(format!(
+                "{} answer: {e} (logid {})",
+                S::NAME,
+                answer.logid.as_deref().unwrap_or("")
+            ))
+        })?;
+        Ok(format!(
+            "{}: endpoint ok, {} in the first page of {window}{}",
+            S::NAME,
+            sync::count((page.rows.len() + page.rejected.len()) as u64, S::NOUN),
+            if page.next == Next::Done {
+                ""
+            } else {
+                " (more pages)"
+            }
+        ))
+    }
+    let pacer = Pacer::new(kind.budget(config));
+    let hour = window::Span {
+        start: now - 3600,
+        end: now,
+    };
+    let last_hour = "the last hour";
+    match kind {
+        StreamKind::Orders => Err(Error::Bug(
+            "the orders stream is probed by the order query".into(),
+        )),
+        StreamKind::Verifications => {
+            probe::<verifications::Verifications>(douyin, &pacer, account, hour, last_hour)
+        }
+        StreamKind::Refunds => probe::<refunds::Refunds>(douyin, &pacer, account, hour, last_hour),
+        StreamKind::Settlements => {
+            // Read by bill date: yesterday's, a date whose ledger exists.
+            let yesterday = window::Span {
+                start: now - 86_400,
+                end: now - 86_400 + 3600,
+            };
+            let date = window::format_local(yesterday.start);
+            let date = format!("bill date {}", date.get(..10).unwrap_or(&date));
+            probe::<settlements::Settlements>(douyin, &pacer, account, yesterday, &date)
+        }
+    }
 }

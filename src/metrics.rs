@@ -9,6 +9,12 @@
 //! group) and leaves that metric out on failure; the textfile carries the previous file's value
 //! over. Neither output can fail the run: an unreachable or refusing Pushgateway, or a file that
 //! cannot be written, is a warning and the exit code stays what the sync decided.
+//!
+//! Every per-account figure is per stream too (`stream` label), so that a run of several streams
+//! shows each one's records, checkpoint and exit code. Each stream's own last success must stay
+//! when that stream fails while others succeed; since a POST replaces every series of a name in
+//! its group, it goes to a group of its own per (account, stream), pushed only on success (the
+//! textfile carries the previous values over, as for the run's).
 
 use crate::config::Monitoring;
 use base64::Engine;
@@ -21,19 +27,41 @@ use std::time::Duration;
 pub const JOB: &str = "douyin_order_sync";
 const PREFIX: &str = "douyin_order_sync_";
 const LAST_SUCCESS: &str = "douyin_order_sync_last_success_timestamp_seconds";
+/// Per account and stream, in a Pushgateway group of its own (see [`publish`]).
+const STREAM_SUCCESS_NAME: &str = "stream_last_success_timestamp_seconds";
+const STREAM_SUCCESS_HELP: &str =
+    "When the stream of the account last committed every day of its window (Unix time).";
 /// The whole push (connect, send, answer) takes at most this long.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One account's figures.
+/// One stream of one account: its figures in the run.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct AccountReport {
+pub struct StreamReport {
     pub account: String,
-    /// Orders fetched (and committed) this run.
+    /// The stream's name (`orders`, `verifications`, `refunds`, `settlements`).
+    pub stream: String,
+    /// Records fetched (and committed) this run.
     pub records: u64,
-    /// Orders set aside as unreadable this run, where the run counts them.
+    /// Of those, how many were new and how many changed a stored row, where the run counts them.
+    pub inserted: Option<u64>,
+    pub updated: Option<u64>,
+    /// Records set aside as unreadable this run, where the run counts them.
     pub rejected: Option<u64>,
-    /// How far the account's data is complete (epoch seconds), if known.
+    /// How far the stream's data is complete (epoch seconds), if known.
     pub checkpoint: Option<i64>,
+    /// The code this stream of this account ended with: 0 when every day of its window
+    /// committed, else its error's (the run's, when the run ended before the stream did).
+    pub exit_code: Option<i32>,
+}
+
+impl StreamReport {
+    pub fn new(account: &str, stream: &str) -> StreamReport {
+        StreamReport {
+            account: account.to_string(),
+            stream: stream.to_string(),
+            ..StreamReport::default()
+        }
+    }
 }
 
 /// What a run reports.
@@ -47,7 +75,18 @@ pub struct RunReport {
     pub retries: u64,
     /// A remote STOP (task_monitor) held the run.
     pub stopped: bool,
-    pub accounts: Vec<AccountReport>,
+    /// Every stream the run was configured to sync, for every account.
+    pub streams: Vec<StreamReport>,
+}
+
+impl RunReport {
+    /// The streams whose last success this run advances: those that ended with 0, unless a STOP
+    /// held the run (a held stream did not sync its window).
+    fn stream_successes(&self) -> impl Iterator<Item = &StreamReport> {
+        self.streams
+            .iter()
+            .filter(|s| !self.stopped && s.exit_code == Some(0))
+    }
 }
 
 impl RunReport {
@@ -157,41 +196,48 @@ pub fn render(report: &RunReport, task_id: Option<&str>, last_success: Option<f6
         "1 when a STOP in task_monitor.target_command held the last run.",
         if report.stopped { 1.0 } else { 0.0 },
     );
-    f.header("records", "Records fetched and committed by the last run.");
-    for a in &report.accounts {
-        f.sample(
+    // Per stream of each account: the same families for every stream (`stream` label).
+    type Figure = fn(&StreamReport) -> Option<f64>;
+    let per_stream: [(&str, &str, Figure); 6] = [
+        (
             "records",
-            &[("account", &a.account), ("stream", "orders")],
-            a.records as f64,
-        );
-    }
-    if report.accounts.iter().any(|a| a.rejected.is_some()) {
-        f.header(
+            "Records fetched and committed by the last run, per account and stream.",
+            |s| Some(s.records as f64),
+        ),
+        (
+            "inserted_records",
+            "Of those, records new to their table.",
+            |s| s.inserted.map(|n| n as f64),
+        ),
+        (
+            "updated_records",
+            "Of those, records that changed a stored row.",
+            |s| s.updated.map(|n| n as f64),
+        ),
+        (
             "rejected_records",
             "Records the last run set aside as unreadable.",
-        );
-        for a in &report.accounts {
-            if let Some(n) = a.rejected {
-                f.sample(
-                    "rejected_records",
-                    &[("account", &a.account), ("stream", "orders")],
-                    n as f64,
-                );
-            }
-        }
-    }
-    if report.accounts.iter().any(|a| a.checkpoint.is_some()) {
-        f.header(
+            |s| s.rejected.map(|n| n as f64),
+        ),
+        (
             "checkpoint_timestamp_seconds",
-            "How far the account's data is complete (Unix time of its checkpoint).",
-        );
-        for a in &report.accounts {
-            if let Some(c) = a.checkpoint {
-                f.sample(
-                    "checkpoint_timestamp_seconds",
-                    &[("account", &a.account), ("stream", "orders")],
-                    c as f64,
-                );
+            "How far the stream's data of the account is complete (Unix time of its checkpoint).",
+            |s| s.checkpoint.map(|c| c as f64),
+        ),
+        (
+            "stream_exit_code",
+            "Exit code of the stream of the account in the last run (0: every day of its window committed).",
+            |s| s.exit_code.map(f64::from),
+        ),
+    ];
+    for (name, help, figure) in per_stream {
+        if report.streams.iter().all(|s| figure(s).is_none()) {
+            continue;
+        }
+        f.header(name, help);
+        for s in &report.streams {
+            if let Some(v) = figure(s) {
+                f.sample(name, &[("account", &s.account), ("stream", &s.stream)], v);
             }
         }
     }
@@ -205,12 +251,71 @@ pub fn render(report: &RunReport, task_id: Option<&str>, last_success: Option<f6
     out
 }
 
+/// The per-stream last-success family (`stream_last_success_timestamp_seconds{account,stream}`)
+/// for the textfile: `values` as (account, stream, time).
+pub fn render_stream_successes(values: &[(String, String, f64)], task_id: &str) -> String {
+    let mut out = String::new();
+    if values.is_empty() {
+        return out;
+    }
+    let common = format!("task_id=\"{}\"", escape_label(task_id));
+    let mut f = Family {
+        out: &mut out,
+        common: &common,
+    };
+    f.header(STREAM_SUCCESS_NAME, STREAM_SUCCESS_HELP);
+    for (account, stream, t) in values {
+        f.sample(
+            STREAM_SUCCESS_NAME,
+            &[("account", account), ("stream", stream)],
+            *t,
+        );
+    }
+    out
+}
+
+/// The streams of this run that succeeded, with the run's end as their time, then the previous
+/// values of the others (from `previous`, an earlier textfile), in a stable order.
+fn stream_successes(report: &RunReport, previous: &str) -> Vec<(String, String, f64)> {
+    let mut values: Vec<(String, String, f64)> = report
+        .stream_successes()
+        .map(|s| (s.account.clone(), s.stream.clone(), report.finished_at))
+        .collect();
+    for (account, stream, t) in previous_stream_successes(previous) {
+        if !values.iter().any(|(a, s, _)| *a == account && *s == stream) {
+            values.push((account, stream, t));
+        }
+    }
+    values.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    values
+}
+
 /// Push and write the metrics as configured. Never fails: problems are warnings.
 pub fn publish(monitoring: &Monitoring, report: &RunReport) {
     if let Some(url) = &monitoring.pushgateway_url {
         let last_success = report.succeeded().then_some(report.finished_at);
         let body = render(report, None, last_success);
-        match push(url, &monitoring.task_id, &body) {
+        let mut result = push(url, &group_path(&monitoring.task_id, &[]), &body);
+        // Each stream's last success in a group of its own (account, stream): a POST replaces
+        // every series of the names it carries in its group, so a stream that failed must push
+        // nothing where its previous success is kept.
+        for s in report.stream_successes() {
+            if result.is_err() {
+                break;
+            }
+            let mut body = String::new();
+            Family {
+                out: &mut body,
+                common: "",
+            }
+            .single(STREAM_SUCCESS_NAME, STREAM_SUCCESS_HELP, report.finished_at);
+            let path = group_path(
+                &monitoring.task_id,
+                &[("account", &s.account), ("stream", &s.stream)],
+            );
+            result = push(url, &path, &body);
+        }
+        match result {
             Ok(()) => log::debug!("metrics pushed to {}", masked_url(url)),
             Err(e) => log::warn!(
                 "could not push the metrics to the Pushgateway ({}): {e}; the exit code is unchanged",
@@ -219,14 +324,17 @@ pub fn publish(monitoring: &Monitoring, report: &RunReport) {
         }
     }
     if let Some(path) = &monitoring.metrics_file {
+        let previous = std::fs::read_to_string(path).unwrap_or_default();
         let last_success = if report.succeeded() {
             Some(report.finished_at)
         } else {
-            std::fs::read_to_string(path)
-                .ok()
-                .and_then(|text| previous_last_success(&text))
+            previous_last_success(&previous)
         };
-        let body = render(report, Some(&monitoring.task_id), last_success);
+        let mut body = render(report, Some(&monitoring.task_id), last_success);
+        body.push_str(&render_stream_successes(
+            &stream_successes(report, &previous),
+            &monitoring.task_id,
+        ));
         match write_atomically(path, &body) {
             Ok(()) => log::debug!("metrics written to {}", path.display()),
             Err(e) => log::warn!(
@@ -256,31 +364,37 @@ pub fn masked_url(url: &str) -> String {
     }
 }
 
-/// The grouping key's path: `/job/<job>/task_id/<value>`, the value in base64url when it holds
-/// characters a path segment cannot carry as they are.
-pub fn group_path(task_id: &str) -> String {
-    let plain = !task_id.is_empty()
-        && task_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-    if plain {
-        format!("/metrics/job/{JOB}/task_id/{task_id}")
-    } else {
-        format!(
-            "/metrics/job/{JOB}/task_id@base64/{}",
-            base64::engine::general_purpose::URL_SAFE.encode(task_id)
-        )
+/// The grouping key's path: `/metrics/job/<job>/task_id/<value>`, then `extra` labels the same
+/// way; a value goes in base64url when it holds characters a path segment cannot carry as they
+/// are.
+pub fn group_path(task_id: &str, extra: &[(&str, &str)]) -> String {
+    let mut path = format!("/metrics/job/{JOB}");
+    for (name, value) in std::iter::once(&("task_id", task_id)).chain(extra) {
+        let plain = !value.is_empty()
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+        if plain {
+            let _ = write!(path, "/{name}/{value}");
+        } else {
+            let _ = write!(
+                path,
+                "/{name}@base64/{}",
+                base64::engine::general_purpose::URL_SAFE.encode(value)
+            );
+        }
     }
+    path
 }
 
-/// POST the exposition to the Pushgateway at `base`.
-pub fn push(base: &str, task_id: &str, body: &str) -> Result<(), String> {
+/// POST the exposition to the Pushgateway at `base`, in the group of `path` ([`group_path`]).
+pub fn push(base: &str, path: &str, body: &str) -> Result<(), String> {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(3))
         .timeout(PUSH_TIMEOUT)
         .user_agent(concat!("douyin-order-sync/", env!("CARGO_PKG_VERSION")))
         .build();
-    let url = format!("{base}{}", group_path(task_id));
+    let url = format!("{base}{path}");
     match agent
         .post(&url)
         .set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -309,6 +423,48 @@ pub fn previous_last_success(text: &str) -> Option<f64> {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|v| v.is_finite())
+}
+
+/// The per-stream last-success values (account, stream, time) in a textfile this job wrote
+/// before.
+pub fn previous_stream_successes(text: &str) -> Vec<(String, String, f64)> {
+    let name = format!("{PREFIX}{STREAM_SUCCESS_NAME}{{");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&name))
+        .filter_map(|rest| {
+            let (labels, value) = parse_labels(rest)?;
+            let value = value.trim().parse::<f64>().ok().filter(|v| v.is_finite())?;
+            let get = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            Some((get("account")?, get("stream")?, value))
+        })
+        .collect()
+}
+
+/// `a="x",b="y"} rest` (the part after `{`) into its labels, unescaped, and what follows `}`.
+fn parse_labels(text: &str) -> Option<(Vec<(String, String)>, &str)> {
+    let mut labels = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([',', ' ']);
+        if let Some(after) = rest.strip_prefix('}') {
+            return Some((labels, after));
+        }
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        labels.push((name.trim().to_string(), value));
+        rest = &after[end + 1..];
+    }
 }
 
 /// Write `body` to `path` atomically: a temporary file in the same directory (so the rename
@@ -350,12 +506,22 @@ mod tests {
             requests: 40,
             retries: 2,
             stopped: false,
-            accounts: vec![AccountReport {
-                account: "70\"01\\\n".into(),
-                records: 1000,
-                rejected: None,
-                checkpoint: Some(1_699_999_000),
-            }],
+            streams: vec![
+                StreamReport {
+                    records: 1000,
+                    checkpoint: Some(1_699_999_000),
+                    ..StreamReport::new("70\"01\\\n", "orders")
+                },
+                StreamReport {
+                    records: 7,
+                    inserted: Some(5),
+                    updated: Some(2),
+                    rejected: Some(0),
+                    checkpoint: Some(1_699_990_000),
+                    exit_code: Some(77),
+                    ..StreamReport::new("7001", "refunds")
+                },
+            ],
         }
     }
 
@@ -395,19 +561,88 @@ mod tests {
                 assert_eq!(typed.last().map(String::as_str), Some(name), "{text}");
             }
         }
-        assert_eq!(typed.len(), 9, "{text}");
+        // 7 run-wide families, 6 per stream.
+        assert_eq!(typed.len(), 13, "{text}");
     }
 
     #[test]
     fn a_task_id_that_is_not_a_plain_word_goes_in_base64() {
         assert_eq!(
-            group_path("douyin_order_sync"),
+            group_path("douyin_order_sync", &[]),
             "/metrics/job/douyin_order_sync/task_id/douyin_order_sync"
         );
         assert_eq!(
-            group_path("a/b"),
+            group_path("a/b", &[]),
             "/metrics/job/douyin_order_sync/task_id@base64/YS9i"
         );
+        assert_eq!(
+            group_path("t", &[("account", "7001"), ("stream", "a b")]),
+            "/metrics/job/douyin_order_sync/task_id/t/account/7001/stream@base64/YSBi"
+        );
+    }
+
+    #[test]
+    fn every_stream_of_every_account_carries_its_stream_label() {
+        let text = render(&report(), None, None);
+        for line in [
+            "douyin_order_sync_records{account=\"7001\",stream=\"refunds\"} 7\n",
+            "douyin_order_sync_inserted_records{account=\"7001\",stream=\"refunds\"} 5\n",
+            "douyin_order_sync_updated_records{account=\"7001\",stream=\"refunds\"} 2\n",
+            "douyin_order_sync_rejected_records{account=\"7001\",stream=\"refunds\"} 0\n",
+            "douyin_order_sync_checkpoint_timestamp_seconds{account=\"7001\",stream=\"refunds\"} 1699990000\n",
+            "douyin_order_sync_stream_exit_code{account=\"7001\",stream=\"refunds\"} 77\n",
+        ] {
+            assert!(text.contains(line), "{line:?} missing:\n{text}");
+        }
+        // A figure the run did not count for a stream is left out, not written as 0.
+        let inserted = text
+            .lines()
+            .filter(|l| l.starts_with("douyin_order_sync_inserted_records{"))
+            .count();
+        assert_eq!(inserted, 1, "{text}");
+    }
+
+    #[test]
+    fn a_failed_stream_keeps_its_previous_last_success_in_the_textfile() {
+        let mut r = report();
+        r.streams[0].exit_code = Some(0);
+        let first = render_stream_successes(&stream_successes(&r, ""), "t");
+        assert_eq!(
+            previous_stream_successes(&first),
+            vec![(
+                "70\"01\\\n".to_string(),
+                "orders".to_string(),
+                1_700_000_000.5
+            )],
+            "{first}"
+        );
+        // Next run: orders fails, refunds succeeds.
+        r.finished_at = 1_700_000_900.0;
+        r.streams[0].exit_code = Some(75);
+        r.streams[1].exit_code = Some(0);
+        let second = render_stream_successes(&stream_successes(&r, &first), "t");
+        assert_eq!(
+            previous_stream_successes(&second),
+            vec![
+                (
+                    "70\"01\\\n".to_string(),
+                    "orders".to_string(),
+                    1_700_000_000.5
+                ),
+                ("7001".to_string(), "refunds".to_string(), 1_700_000_900.0),
+            ],
+            "{second}"
+        );
+        assert!(
+            second.starts_with("# HELP douyin_order_sync_stream_last_success_timestamp_seconds ")
+        );
+        // A run a STOP held advances none.
+        r.finished_at = 1_700_009_000.0;
+        r.stopped = true;
+        r.streams[0].exit_code = Some(0);
+        let third = render_stream_successes(&stream_successes(&r, &second), "t");
+        assert_eq!(third, second);
+        assert_eq!(render_stream_successes(&[], "t"), "");
     }
 
     #[test]

@@ -705,7 +705,7 @@ fn prometheus_client_parse(text: &str) -> serde_json::Value {
 
 #[test]
 fn prometheus_clients_parser_reads_back_every_sample_and_label_as_written() {
-    use douyin_order_sync::metrics::{render, AccountReport, RunReport};
+    use douyin_order_sync::metrics::{render, RunReport, StreamReport};
     let awkward = "acc \"quoted\" back\\slash\nnew line";
     let report = RunReport {
         finished_at: 1_700_000_123.25,
@@ -714,19 +714,14 @@ fn prometheus_clients_parser_reads_back_every_sample_and_label_as_written() {
         requests: 12,
         retries: 3,
         stopped: false,
-        accounts: vec![
-            AccountReport {
-                account: awkward.into(),
+        streams: vec![
+            StreamReport {
                 records: 7,
                 rejected: Some(2),
                 checkpoint: Some(1_699_999_999),
+                ..StreamReport::new(awkward, "orders")
             },
-            AccountReport {
-                account: "7000000000000000001".into(),
-                records: 0,
-                rejected: None,
-                checkpoint: None,
-            },
+            StreamReport::new("7000000000000000001", "orders"),
         ],
     };
     let text = render(&report, Some("task \"7\""), Some(1_699_000_000.0));
@@ -943,5 +938,236 @@ fn the_metrics_file_is_replaced_atomically_and_parses_as_prometheus_text() {
         Some(75.0),
         "{m}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two days of every stream in the fake, a different count each: 40 orders, 26 verifications,
+/// 11 refunds, 17 ledger records.
+fn seed_every_stream(w: &World) {
+    use support::fake_douyin::generate_verifications;
+    use support::fake_douyin::ledger::{generate_ledger, generate_refunds};
+    w.seed_days(MARCH_1, 2, 20);
+    w.fake
+        .add_verifications(generate_verifications(ACCOUNT, MARCH_1, 2, 13, 7));
+    for (d, date) in ["2024-03-01", "2024-03-02"].into_iter().enumerate() {
+        let start = MARCH_1 + d as i64 * DAY;
+        // Not at 00:00:00: the end bound is the next day's start, so a refund at exactly that
+        // second is fetched (and counted) by both days when the API's bound is inclusive.
+        let mut refunds = generate_refunds(ACCOUNT, start, 5 + d, d as u64 + 1);
+        for r in &mut refunds {
+            if r["complete_time"] == start {
+                r["complete_time"] = (start + 1).into();
+            }
+        }
+        w.fake.add_refunds(refunds);
+        w.fake.add_ledger_records(
+            date,
+            generate_ledger(ACCOUNT, date, start, 8 + d, d as u64 + 1),
+        );
+    }
+}
+
+/// Each stream and the table it fills.
+const STREAM_TABLES: [(&str, &str); 4] = [
+    ("orders", "orders"),
+    ("verifications", "verifications"),
+    ("refunds", "refunds"),
+    ("settlements", "settlements"),
+];
+
+/// The value of a sample prometheus_client parsed: `name` with at least `labels`.
+fn parsed_sample(parsed: &serde_json::Value, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    parsed["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .map(|s| s["value"].as_f64().unwrap())
+}
+
+/// The stream's checkpoint as stored, epoch seconds.
+fn stored_checkpoint(w: &World, stream: &str) -> i64 {
+    w.count(&format!(
+        "SELECT extract(epoch FROM synced_until)::bigint FROM sync_checkpoints
+          WHERE stream = '{stream}' AND account_id = '{ACCOUNT}'"
+    ))
+}
+
+/// What the Pushgateway and the textfile (read by prometheus_client) say of a stream's `name`.
+#[track_caller]
+fn both_say(
+    gateway_page: &str,
+    parsed: &serde_json::Value,
+    name: &str,
+    stream: &str,
+) -> (Option<f64>, Option<f64>) {
+    let name = format!("douyin_order_sync_{name}");
+    let labels = [("account", ACCOUNT), ("stream", stream), ("task_id", TASK)];
+    (
+        sample(gateway_page, &name, &labels),
+        parsed_sample(parsed, &name, &labels),
+    )
+}
+
+#[test]
+fn a_run_of_every_stream_reports_each_streams_figures_equal_to_the_rows_of_its_table() {
+    let gateway = Pushgateway::start();
+    let w = World::new("metrics_every_stream");
+    seed_every_stream(&w);
+    let dir = support::temp_dir("stream_metrics");
+    let path = dir.join("douyin_order_sync.prom");
+    let started = now();
+    w.range_cmd("2024-03-01", "2024-03-02")
+        .env("STREAMS", "all")
+        .env("PUSHGATEWAY_URL", &gateway.url())
+        .env("METRICS_FILE", path.to_str().unwrap())
+        .run()
+        .expect_success();
+    let m = gateway.metrics();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed = prometheus_client_parse(&text);
+    let mut counts = Vec::new();
+    for (stream, table) in STREAM_TABLES {
+        let rows = w.count(&format!("SELECT count(*) FROM {table}")) as f64;
+        counts.push(rows);
+        let checkpoint = stored_checkpoint(&w, stream) as f64;
+        assert_eq!(checkpoint, (MARCH_1 + 2 * DAY) as f64, "{stream}");
+        for (name, expected) in [
+            ("records", rows),
+            ("inserted_records", rows),
+            ("updated_records", 0.0),
+            ("rejected_records", 0.0),
+            ("checkpoint_timestamp_seconds", checkpoint),
+            ("stream_exit_code", 0.0),
+        ] {
+            assert_eq!(
+                both_say(&m, &parsed, name, stream),
+                (Some(expected), Some(expected)),
+                "{name} of {stream}\n{m}\n{text}"
+            );
+        }
+        let (pushed, written) =
+            both_say(&m, &parsed, "stream_last_success_timestamp_seconds", stream);
+        for t in [pushed, written] {
+            let t = t.unwrap_or_else(|| panic!("no last success of {stream}\n{m}\n{text}"));
+            assert!(
+                (started as f64 - 1.0..now() as f64 + 1.0).contains(&t),
+                "{t}"
+            );
+        }
+    }
+    assert_eq!(counts, [40.0, 26.0, 11.0, 17.0]);
+    // The series users already alert on are still there, with their labels.
+    let group = [("job", "douyin_order_sync"), ("task_id", TASK)];
+    assert_eq!(
+        sample(&m, "douyin_order_sync_last_exit_code", &group),
+        Some(0.0)
+    );
+    assert!(sample(
+        &m,
+        "douyin_order_sync_last_success_timestamp_seconds",
+        &group
+    )
+    .is_some());
+    // The file is a valid exposition for the Pushgateway too.
+    let (code, body) = gateway.push("/metrics/job/textfile_check", &text);
+    assert_eq!(
+        code, 200,
+        "the Pushgateway refused the file: {body}\n{text}"
+    );
+    assert!(!gateway.log().contains("level=error"), "{}", gateway.log());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_stream_that_fails_shows_failed_and_keeps_its_last_success_while_the_others_show_success() {
+    use support::fake_douyin::ledger::LedgerFaults;
+    let gateway = Pushgateway::start();
+    let w = World::new("metrics_stream_fails");
+    seed_every_stream(&w);
+    let dir = support::temp_dir("stream_metrics_fail");
+    let path = dir.join("douyin_order_sync.prom");
+    let cmd = || {
+        w.range_cmd("2024-03-01", "2024-03-02")
+            .env("STREAMS", "all")
+            .env("PUSHGATEWAY_URL", &gateway.url())
+            .env("METRICS_FILE", path.to_str().unwrap())
+            .env("RETRY_MAX_TRIES", "2")
+    };
+    cmd().run().expect_success();
+    let first_page = gateway.metrics();
+    let first = prometheus_client_parse(&std::fs::read_to_string(&path).unwrap());
+    let success = |page: &str, parsed: &serde_json::Value, stream: &str| {
+        both_say(
+            page,
+            parsed,
+            "stream_last_success_timestamp_seconds",
+            stream,
+        )
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    // Refunds busy on every query: the refunds stream fails (75), the others commit.
+    w.fake.set_ledger_faults(LedgerFaults {
+        refunds_error: Some(2119002),
+        ..LedgerFaults::default()
+    });
+    let out = cmd().run();
+    out.expect_code(75);
+    let m = gateway.metrics();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let parsed = prometheus_client_parse(&text);
+    for (stream, table) in STREAM_TABLES {
+        let failed = stream == "refunds";
+        assert_eq!(
+            both_say(&m, &parsed, "stream_exit_code", stream),
+            (
+                Some(if failed { 75.0 } else { 0.0 }),
+                Some(if failed { 75.0 } else { 0.0 })
+            ),
+            "{stream}\n{m}\n{text}"
+        );
+        let rows = w.count(&format!("SELECT count(*) FROM {table}")) as f64;
+        let records = if failed { 0.0 } else { rows };
+        assert_eq!(
+            both_say(&m, &parsed, "records", stream),
+            (Some(records), Some(records)),
+            "{stream}\n{m}\n{text}"
+        );
+        let checkpoint = Some(stored_checkpoint(&w, stream) as f64);
+        assert_eq!(
+            both_say(&m, &parsed, "checkpoint_timestamp_seconds", stream),
+            (checkpoint, checkpoint),
+            "{stream}"
+        );
+        let (before_pushed, before_written) = success(&first_page, &first, stream);
+        let (pushed, written) = success(&m, &parsed, stream);
+        if failed {
+            assert_eq!(
+                pushed, before_pushed,
+                "a failed stream keeps its last success\n{m}"
+            );
+            assert_eq!(
+                written, before_written,
+                "a failed stream keeps its last success\n{text}"
+            );
+        } else {
+            assert!(pushed.unwrap() > before_pushed.unwrap(), "{stream}\n{m}");
+            assert!(
+                written.unwrap() > before_written.unwrap(),
+                "{stream}\n{text}"
+            );
+        }
+    }
+    let group = [("job", "douyin_order_sync"), ("task_id", TASK)];
+    assert_eq!(
+        sample(&m, "douyin_order_sync_last_exit_code", &group),
+        Some(75.0)
+    );
+    let (code, body) = gateway.push("/metrics/job/textfile_check", &text);
+    assert_eq!(
+        code, 200,
+        "the Pushgateway refused the file: {body}\n{text}"
+    );
+    assert!(!gateway.log().contains("level=error"), "{}", gateway.log());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,7 @@
 mod support;
 
 use support::fake_douyin::Faults;
-use support::setup::{World, MARCH_1};
+use support::setup::{World, ACCOUNT, DAY, MARCH_1};
 
 #[test]
 fn check_prints_the_plan_and_writes_nothing() {
@@ -176,5 +176,198 @@ fn each_day_line_says_how_far_the_run_is() {
             && second.contains("20 orders so far")
             && second.contains("left"),
         "{second}"
+    );
+}
+
+/// Every stream has data in the fake: orders of 2024-03-01, and a verification, a refund and a
+/// ledger record of the last hour / yesterday (what `check` asks for).
+fn seed_for_check(w: &World) {
+    use support::fake_douyin::generate_verifications;
+    use support::fake_douyin::ledger::{generate_ledger, generate_refunds};
+    w.seed_days(MARCH_1, 1, 5);
+    let now = support::setup::now();
+    let mut verifications = generate_verifications(ACCOUNT, MARCH_1, 1, 2, 3);
+    for v in &mut verifications {
+        v["verify_time"] = (now - 600).into();
+    }
+    w.fake.add_verifications(verifications);
+    let mut refunds = generate_refunds(ACCOUNT, MARCH_1, 3, 1);
+    for r in &mut refunds {
+        r["complete_time"] = (now - 600).into();
+        r["update_time"] = (now - 600).into();
+    }
+    w.fake.add_refunds(refunds);
+    let yesterday = support::setup::local_midnight_now() - DAY;
+    let date = support::fake_douyin::local_date(yesterday);
+    w.fake
+        .add_ledger_records(&date, generate_ledger(ACCOUNT, &date, yesterday, 4, 1));
+}
+
+/// The stdout lines of `check` that report a failed stream.
+fn failed_lines(out: &support::Output) -> Vec<String> {
+    out.stdout
+        .lines()
+        .filter(|l| l.contains("FAILED"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn check_asks_the_endpoint_of_every_configured_stream_once_and_writes_nothing() {
+    use support::fake_douyin::ledger::{LEDGER_PATH, REFUNDS_PATH};
+    use support::fake_douyin::{ORDER_QUERY_PATH, VERIFY_PATH};
+    let w = World::new("check_streams");
+    seed_for_check(&w);
+    let out = w
+        .range_cmd("2024-03-01", "2024-03-01")
+        .env("STREAMS", "all")
+        .arg("check")
+        .run();
+    out.expect_success();
+    for needle in [
+        "first day 2024-03-01: Douyin reports 5 orders",
+        "verifications: endpoint ok, 2 verifications in the first page of the last hour",
+        "refunds: endpoint ok, 3 refunds in the first page of the last hour",
+        "settlements: endpoint ok, 4 ledger records in the first page of bill date ",
+        "check: ok, nothing written",
+    ] {
+        assert!(
+            out.stdout.contains(needle),
+            "{needle:?} missing\n{}",
+            out.report()
+        );
+    }
+    assert!(failed_lines(&out).is_empty(), "{}", out.report());
+    let requests = w.fake.requests();
+    for path in [ORDER_QUERY_PATH, VERIFY_PATH, REFUNDS_PATH, LEDGER_PATH] {
+        let asked: Vec<_> = requests.iter().filter(|r| r.path == path).collect();
+        assert_eq!(asked.len(), 1, "{path}: {asked:?}");
+        let p = &asked[0].params;
+        // A tiny window: at most an hour (the ledger: one bill date).
+        for (start, end) in [
+            ("start_time", "end_time"),
+            ("refund_done_start_time", "refund_done_end_time"),
+        ] {
+            if let (Some(a), Some(b)) = (p.get(start), p.get(end)) {
+                let span = b.parse::<i64>().unwrap() - a.parse::<i64>().unwrap();
+                assert!(path == ORDER_QUERY_PATH || span <= 3600, "{path}: {p:?}");
+            }
+        }
+    }
+    assert_eq!(
+        w.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        0,
+        "check created tables"
+    );
+    // Only the configured streams are asked: STREAMS=refunds asks no order query.
+    w.fake.clear_requests();
+    w.cmd()
+        .env("STREAMS", "refunds")
+        .arg("check")
+        .run()
+        .expect_success();
+    let paths: Vec<String> = w
+        .fake
+        .requests()
+        .iter()
+        .map(|r| r.path.clone())
+        .filter(|p| !p.contains("client_token"))
+        .collect();
+    assert_eq!(paths, [REFUNDS_PATH], "{paths:?}");
+}
+
+#[test]
+fn check_names_the_one_stream_whose_endpoint_refuses_the_app_or_cannot_be_reached() {
+    use support::fake_douyin::ledger::LedgerFaults;
+    use support::fake_douyin::VERIFY_PATH;
+    let w = World::new("check_stream_faults");
+    seed_for_check(&w);
+    let check = || {
+        w.cmd()
+            .env("STREAMS", "all")
+            .env("RETRY_MAX_TRIES", "2")
+            .arg("check")
+    };
+    // The app lacks the refund query's permission (2190004): 77, refunds named, others ok.
+    w.fake.set_ledger_faults(LedgerFaults {
+        refunds_error: Some(2190004),
+        ..LedgerFaults::default()
+    });
+    let out = check().run();
+    out.expect_code(77);
+    let failed = failed_lines(&out);
+    assert_eq!(failed.len(), 1, "{}", out.report());
+    assert!(
+        failed[0].contains("stream refunds of account 7000000000000000001")
+            && failed[0].contains("permission")
+            && failed[0].contains("(exit 77)")
+            && failed[0].contains("2190004"),
+        "{}",
+        out.report()
+    );
+    for ok in [
+        "verifications: endpoint ok",
+        "settlements: endpoint ok",
+        "Douyin reports",
+    ] {
+        assert!(out.stdout.contains(ok), "{ok:?}\n{}", out.report());
+    }
+    assert!(out
+        .stdout
+        .contains("check: one stream failed, nothing written"));
+    assert!(
+        out.log().contains("refunds answered error 2190004"),
+        "{}",
+        out.report()
+    );
+
+    // The verification endpoint is not routed (HTTP 404): 75, verifications named.
+    w.fake.set_ledger_faults(LedgerFaults::default());
+    w.fake.set_faults(Faults {
+        not_found_paths: vec![VERIFY_PATH.to_string()],
+        ..Faults::default()
+    });
+    let out = check().run();
+    out.expect_code(75);
+    let failed = failed_lines(&out);
+    assert_eq!(failed.len(), 1, "{}", out.report());
+    assert!(
+        failed[0].contains("stream verifications of account")
+            && failed[0].contains("unreachable")
+            && failed[0].contains("(exit 75)")
+            && failed[0].contains("404"),
+        "{}",
+        out.report()
+    );
+    assert!(
+        out.stdout.contains("refunds: endpoint ok"),
+        "{}",
+        out.report()
+    );
+
+    // Both at once: each named on its own line; the exit code is the most serious (77).
+    w.fake.set_ledger_faults(LedgerFaults {
+        ledger_error: Some(2190004),
+        ..LedgerFaults::default()
+    });
+    let out = check().run();
+    out.expect_code(77);
+    let failed = failed_lines(&out);
+    assert_eq!(failed.len(), 2, "{}", out.report());
+    assert!(
+        failed[0].contains("stream verifications"),
+        "{}",
+        out.report()
+    );
+    assert!(failed[1].contains("stream settlements"), "{}", out.report());
+    assert!(
+        out.stdout.contains("check: 2 streams failed"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(
+        w.count("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        0,
+        "check created tables"
     );
 }

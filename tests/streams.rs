@@ -351,6 +351,37 @@ fn coupons_match_the_orders_certificates_exactly_including_replaced_ones() {
 }
 
 #[test]
+fn a_rerun_over_unchanged_orders_leaves_their_coupons_untouched() {
+    let w = World::new("coupons_untouched");
+    w.seed_days(MARCH_1, 1, 40);
+    w.range_cmd("2024-03-01", "2024-03-01")
+        .run()
+        .expect_success();
+    // The row versions: a coupon deleted and inserted again gets a new transaction id.
+    let versions = |w: &World| -> String {
+        w.db.client()
+            .query_one(
+                "SELECT string_agg(order_id || '/' || order_item_id || '@' || xmin::text, ','
+                                   ORDER BY order_id, order_item_id)
+                   FROM order_certificates",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    let before = versions(&w);
+    assert!(before.matches('@').count() > 40, "{before}");
+    w.range_cmd("2024-03-01", "2024-03-01")
+        .run()
+        .expect_success();
+    assert_eq!(
+        versions(&w),
+        before,
+        "unchanged orders' coupons were rewritten"
+    );
+}
+
+#[test]
 fn the_upgrade_fills_coupons_from_stored_orders_and_keeps_the_order_checkpoint() {
     let w = World::new("coupons_upgrade");
     w.seed_days(MARCH_1, 1, 30);

@@ -147,6 +147,9 @@ pub struct Faults {
     /// The first this many verification answers say a `data.total` one larger than the
     /// window holds (a record that moved away while paging).
     pub verify_total_skew: usize,
+    /// Requests to these paths answer HTTP 404, as a gateway that does not route them would
+    /// (one endpoint unreachable while the others answer).
+    pub not_found_paths: Vec<String>,
 }
 
 /// Server configuration.
@@ -1170,6 +1173,7 @@ fn handle(shared: &Shared, req: &Request) -> Reply {
     let params: BTreeMap<String, String> = pairs.iter().cloned().collect();
     let arrival = shared.record(req, path, &params);
     let (reply, outcome) = match (req.method.as_str(), path) {
+        (_, p) if arrival.faults.not_found_paths.iter().any(|n| n == p) => not_found(req, path),
         ("POST", TOKEN_PATH) if arrival.faults.silent_token => {
             shared.set_outcome(arrival.index, "silent".to_string());
             while lock(&shared.ctl).faults.silent_token && !shared.stop.load(Ordering::SeqCst) {
@@ -1184,20 +1188,7 @@ fn handle(shared: &Shared, req: &Request) -> Reply {
         ("GET", ledger::REFUNDS_PATH | ledger::LEDGER_PATH) => {
             ledger::handle(shared, req, path, &params, &arrival)
         }
-        _ => {
-            let body = json!({
-                "message": "not found",
-                "method": req.method,
-                "path": path,
-            });
-            let reply = Reply {
-                status: 404,
-                content_type: "application/json; charset=utf-8",
-                body: body.to_string(),
-                cut: false,
-            };
-            (reply, "not found".to_string())
-        }
+        _ => not_found(req, path),
     };
     let outcome = if reply.cut {
         "cut".to_string()
@@ -1206,6 +1197,21 @@ fn handle(shared: &Shared, req: &Request) -> Reply {
     };
     shared.set_outcome(arrival.index, outcome);
     reply
+}
+
+fn not_found(req: &Request, path: &str) -> (Reply, String) {
+    let body = json!({
+        "message": "not found",
+        "method": req.method,
+        "path": path,
+    });
+    let reply = Reply {
+        status: 404,
+        content_type: "application/json; charset=utf-8",
+        body: body.to_string(),
+        cut: false,
+    };
+    (reply, "not found".to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2029,6 +2035,12 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// `YYYY-MM-DD` of the Asia/Shanghai date of epoch seconds `t`.
+pub fn local_date(t: i64) -> String {
+    let (y, m, d) = civil_from_days((t + 8 * 3600).div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Epoch seconds of 00:00:00 UTC+8 (Asia/Shanghai) on the given date.

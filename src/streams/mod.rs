@@ -275,73 +275,63 @@ fn application_name<S: Stream>() -> String {
     format!("douyin-order-sync {}", S::NAME)
 }
 
-/// A [`Stream`] as the pipeline runs it: a day is one request after the other, each with the
-/// previous answer's cursor, checked against the answer's total once done and fetched again
-/// when it does not match or the cursor stops advancing.
-struct Paged<S> {
+/// A [`Stream`] as the pipeline runs it. A day's pages follow each other (each needs the last
+/// one's cursor), so a fetcher reads a whole day, page after page ([`fetch_day`]), and hands it
+/// over complete: days are fetched in parallel, each by one fetcher from its first page to its
+/// last (a failure, such as an exhausted quota, leaves the days before it whole to commit).
+pub(crate) struct Paged<S> {
     account_id: String,
     stream: PhantomData<fn() -> S>,
 }
 
 /// What a stream's fetchers share.
-struct PagedFetch {
+pub(crate) struct PagedFetch {
     douyin: Arc<Douyin>,
     pacer: Arc<Pacer>,
     account_id: String,
     stop: Stop,
 }
 
-/// A page of a day: the day's attempt and the cursor to ask after (None: the first page).
+/// A day for a fetcher: its span and its date (for the log).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct PageJob {
-    attempt: u32,
+pub(crate) struct DayJob {
     span: Span,
-    cursor: Option<String>,
+    date: String,
 }
 
-/// A day being fetched, one page after the other.
-struct PagedDay<R> {
-    attempt: u32,
+/// A fetched day: its distinct rows and the pages it took.
+pub(crate) struct FetchedDay<R> {
     rows: Vec<R>,
     rejected: Vec<Rejected>,
-    total: Option<u64>,
-    cursors: HashSet<String>,
-    /// Why this attempt cannot be taken as it is (empty: nothing wrong so far).
-    problem: String,
     pages: u64,
-    done: bool,
-    /// Once sealed: (who, why) of each quarantined record, for the log once committed.
-    rejected_log: Vec<(String, String)>,
+    refetches: u64,
     started: Instant,
 }
 
+/// A day as the coordinator keeps it: fetched or not yet.
+pub(crate) struct PagedDay<R> {
+    fetched: Option<FetchedDay<R>>,
+    /// Once sealed: (who, why) of each quarantined record, for the log once committed.
+    rejected_log: Vec<(String, String)>,
+}
+
 impl<S: Stream> DaySource for Paged<S> {
-    type Job = PageJob;
-    type Answer = Page<S::Row>;
+    /// A whole day: a fetcher reads it from its first page to its last.
+    type Job = DayJob;
+    type Answer = FetchedDay<S::Row>;
     type Fetch = PagedFetch;
     type Day = PagedDay<S::Row>;
     const THREAD: &'static str = S::NAME;
     const STAGES: bool = false;
 
-    fn fetch(fetch: &PagedFetch, job: &PageJob) -> Result<Page<S::Row>, Error> {
-        fetch.stop.check()?;
-        let params = S::request(&fetch.account_id, job.span, job.cursor.as_deref());
-        let answer = fetch
-            .douyin
-            .get(&fetch.pacer, S::NAME, S::ENDPOINT, &params)?;
-        S::page(&answer).map_err(|e| {
-            Error::Bug(format!(
-                "{} answer: {e} (logid {})",
-                S::NAME,
-                answer.logid.as_deref().unwrap_or("")
-            ))
-        })
+    fn fetch(fetch: &PagedFetch, day: &DayJob) -> Result<FetchedDay<S::Row>, Error> {
+        fetch_day::<S>(fetch, day)
     }
 
     fn shape(&self, config: &Config, days: usize) -> (usize, usize) {
-        // A day's pages follow each other (each needs the last one's cursor), so the budget is
-        // kept busy by several days at once; with as many days in flight as possible they also
-        // finish together, instead of the last ones running alone at a fraction of the budget.
+        // A day's pages follow each other, so the budget is kept busy by several days at once;
+        // with as many days in flight as possible they also finish together, instead of the
+        // last ones running alone at a fraction of the budget.
         let workers = (S::budget(config) as usize).clamp(1, 16).min(days);
         (workers, workers * 2)
     }
@@ -350,24 +340,16 @@ impl<S: Stream> DaySource for Paged<S> {
         &mut self,
         lane: &mut Lane<'_, PagedDay<S::Row>>,
         d: usize,
-        jobs: &mut Vec<PageJob>,
+        jobs: &mut Vec<DayJob>,
     ) -> Result<PagedDay<S::Row>, Error> {
-        jobs.push(PageJob {
-            attempt: 0,
-            span: lane.plan.days[d].span,
-            cursor: None,
+        let day = &lane.plan.days[d];
+        jobs.push(DayJob {
+            span: day.span,
+            date: day.date.clone(),
         });
         Ok(PagedDay {
-            attempt: 0,
-            rows: Vec::new(),
-            rejected: Vec::new(),
-            total: None,
-            cursors: HashSet::new(),
-            problem: String::new(),
-            pages: 0,
-            done: false,
+            fetched: None,
             rejected_log: Vec::new(),
-            started: Instant::now(),
         })
     }
 
@@ -375,85 +357,18 @@ impl<S: Stream> DaySource for Paged<S> {
         &mut self,
         lane: &mut Lane<'_, PagedDay<S::Row>>,
         d: usize,
-        job: PageJob,
-        page: Page<S::Row>,
-        jobs: &mut Vec<PageJob>,
+        _day: DayJob,
+        fetched: FetchedDay<S::Row>,
+        _jobs: &mut Vec<DayJob>,
     ) -> Result<Result<(), Error>, Error> {
-        let date = lane.plan.days[d].date.as_str();
-        let account_id = self.account_id.as_str();
-        let Some(day) = lane.day(d) else {
-            return Ok(Ok(()));
-        };
-        if day.done || job.attempt != day.attempt {
-            return Ok(Ok(()));
+        if let Some(day) = lane.day(d) {
+            day.fetched = Some(fetched);
         }
-        day.pages += 1;
-        match (day.total, page.total) {
-            (None, t) => day.total = t,
-            (Some(a), Some(b)) if a != b => {
-                day.problem = format!("the total moved from {a} to {b} while paging");
-            }
-            _ => {}
-        }
-        day.rows.extend(page.rows);
-        day.rejected.extend(page.rejected);
-        if let Next::Cursor(next) = page.next {
-            if day.cursors.insert(next.clone()) {
-                jobs.push(PageJob {
-                    cursor: Some(next),
-                    ..job
-                });
-                return Ok(Ok(()));
-            }
-            day.problem = format!("the cursor {next:?} did not advance");
-        }
-        // The day is read: take it when it is whole, else fetch it again.
-        let rows = distinct::<S>(std::mem::take(&mut day.rows));
-        if day.problem.is_empty() {
-            let received = received::<S>(&rows, &day.rejected);
-            match day.total {
-                Some(t) if t != received as u64 => {
-                    day.problem = format!(
-                        "{received} distinct {} received, the answer's total says {t}",
-                        S::NOUN
-                    );
-                }
-                _ => {
-                    day.rows = rows;
-                    day.done = true;
-                    return Ok(Ok(()));
-                }
-            }
-        }
-        day.attempt += 1;
-        if day.attempt >= MAX_DAY_ATTEMPTS {
-            return Ok(Err(Error::Unavailable(format!(
-                "{} {date} of account {account_id}: still incomplete after {MAX_DAY_ATTEMPTS} fetches ({})",
-                S::NAME,
-                day.problem
-            ))));
-        }
-        log::warn!(
-            "{} {date} of account {account_id}: {}; fetching the day again ({}/{})",
-            S::NAME,
-            day.problem,
-            day.attempt,
-            MAX_DAY_ATTEMPTS - 1
-        );
-        day.rejected.clear();
-        day.total = None;
-        day.cursors.clear();
-        day.problem.clear();
-        jobs.push(PageJob {
-            attempt: day.attempt,
-            span: job.span,
-            cursor: None,
-        });
         Ok(Ok(()))
     }
 
     fn complete(&self, day: &PagedDay<S::Row>) -> bool {
-        day.done
+        day.fetched.is_some()
     }
 
     fn seal(&mut self, lane: &mut Lane<'_, PagedDay<S::Row>>, d: usize) -> Result<CommitFn, Error> {
@@ -461,10 +376,13 @@ impl<S: Stream> DaySource for Paged<S> {
         let span = lane.plan.days[d].span;
         let account = self.account_id.clone();
         let Some(day) = lane.day(d) else {
-            return Err(Error::Bug(format!("{} day {d} sealed twice", S::NAME)));
+            return Err(Error::Bug(format!("{} day {d} is not open", S::NAME)));
         };
-        let rows = std::mem::take(&mut day.rows);
-        let rejected = std::mem::take(&mut day.rejected);
+        let Some(fetched) = day.fetched.as_mut() else {
+            return Err(Error::Bug(format!("{} day {d} sealed unfetched", S::NAME)));
+        };
+        let rows = std::mem::take(&mut fetched.rows);
+        let rejected = std::mem::take(&mut fetched.rejected);
         day.rejected_log = sync::quarantine_log(&rejected, |r| {
             r.order_id.as_deref().map_or_else(
                 || "a record without a usable id".to_string(),
@@ -484,7 +402,9 @@ impl<S: Stream> DaySource for Paged<S> {
     }
 
     fn tally(day: &PagedDay<S::Row>) -> (u64, u64) {
-        (day.pages, u64::from(day.attempt))
+        day.fetched
+            .as_ref()
+            .map_or((0, 0), |f| (f.pages, f.refetches))
     }
 
     fn log_day(
@@ -498,7 +418,11 @@ impl<S: Stream> DaySource for Paged<S> {
     ) {
         let day = &plan.days[d];
         let (n, k) = (plan.days.len(), d + 1);
-        let seconds = state.started.elapsed().as_secs_f64();
+        let (pages, started) = state
+            .fetched
+            .as_ref()
+            .map_or((0, None), |f| (f.pages, Some(f.started)));
+        let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         sync::warn_quarantined(
             S::NAME,
             &day.date,
@@ -509,12 +433,12 @@ impl<S: Stream> DaySource for Paged<S> {
         log::info!(
             stream = S::NAME, day = day.date.as_str(), account = self.account_id.as_str(),
             records = write.orders, inserted = write.inserted, updated = write.updated,
-            pages = state.pages, seconds = seconds,
+            pages = pages, seconds = seconds,
             day_index = k as u64, days = n as u64;
             "{} {}: {}{}",
             S::NAME,
             day.date,
-            sync::day_summary(S::NOUN, write, state.pages, seconds, k, n),
+            sync::day_summary(S::NOUN, write, pages, seconds, k, n),
             if k < n { format!(", ~{} left", sync::human_duration(left)) } else { String::new() }
         );
     }
@@ -522,6 +446,89 @@ impl<S: Stream> DaySource for Paged<S> {
     fn reconnected(&mut self, store: &mut Store) -> Result<(), Error> {
         store.set_application_name(&application_name::<S>())
     }
+}
+
+/// Fetch a whole day: page after page until the stream says done, then check it against
+/// the answer's total; fetch it again when it does not match or the cursor stops advancing.
+fn fetch_day<S: Stream>(ctx: &PagedFetch, day: &DayJob) -> Result<FetchedDay<S::Row>, Error> {
+    let account_id = ctx.account_id.as_str();
+    let (span, date) = (day.span, day.date.as_str());
+    let started = Instant::now();
+    let mut pages = 0;
+    let mut problem = String::new();
+    for attempt in 0..MAX_DAY_ATTEMPTS {
+        if attempt > 0 {
+            log::warn!(
+                "{} {date} of account {account_id}: {problem}; fetching the day again ({}/{})",
+                S::NAME,
+                attempt,
+                MAX_DAY_ATTEMPTS - 1
+            );
+        }
+        let mut rows: Vec<S::Row> = Vec::new();
+        let mut rejected: Vec<Rejected> = Vec::new();
+        let mut total: Option<u64> = None;
+        let mut cursors: HashSet<String> = HashSet::new();
+        let mut cursor: Option<String> = None;
+        problem.clear();
+        loop {
+            ctx.stop.check()?;
+            let params = S::request(account_id, span, cursor.as_deref());
+            let answer = ctx.douyin.get(&ctx.pacer, S::NAME, S::ENDPOINT, &params)?;
+            pages += 1;
+            let page = S::page(&answer).map_err(|e| {
+                Error::Bug(format!(
+                    "{} answer: {e} (logid {})",
+                    S::NAME,
+                    answer.logid.as_deref().unwrap_or("")
+                ))
+            })?;
+            match (total, page.total) {
+                (None, t) => total = t,
+                (Some(a), Some(b)) if a != b => {
+                    problem = format!("the total moved from {a} to {b} while paging");
+                }
+                _ => {}
+            }
+            rows.extend(page.rows);
+            rejected.extend(page.rejected);
+            match page.next {
+                Next::Done => break,
+                Next::Cursor(next) => {
+                    if !cursors.insert(next.clone()) {
+                        problem = format!("the cursor {next:?} did not advance");
+                        break;
+                    }
+                    cursor = Some(next);
+                }
+            }
+        }
+        let rows = distinct::<S>(rows);
+        if problem.is_empty() {
+            let received = received::<S>(&rows, &rejected);
+            match total {
+                Some(t) if t != received as u64 => {
+                    problem = format!(
+                        "{received} distinct {} received, the answer's total says {t}",
+                        S::NOUN
+                    );
+                }
+                _ => {
+                    return Ok(FetchedDay {
+                        rows,
+                        rejected,
+                        pages,
+                        refetches: u64::from(attempt),
+                        started,
+                    })
+                }
+            }
+        }
+    }
+    Err(Error::Unavailable(format!(
+        "{} {date} of account {account_id}: still incomplete after {MAX_DAY_ATTEMPTS} fetches ({problem})",
+        S::NAME,
+    )))
 }
 
 /// The day's rows with one row per key, the last received winning.

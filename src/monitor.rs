@@ -179,12 +179,13 @@ impl TaskMonitor {
     /// At the end of a run: stop the heartbeat and record the outcome.
     pub fn finish(mut self, store: Option<&mut Store>, outcome: Outcome<'_>) {
         self.shared.done.store(true, Ordering::SeqCst);
+        self.shared.stop.run_over();
         if let Some(handle) = self.heartbeat.take() {
-            // The thread looks at `done` every tick; one stuck in a statement (at most the
-            // statement timeout) is left to end on its own rather than hold the exit.
+            // Woken by `run_over`, the thread sees `done` at once; one stuck in a statement (at
+            // most the statement timeout) is left to end on its own rather than hold the exit.
             let until = Instant::now() + Duration::from_secs(2);
             while !handle.is_finished() && Instant::now() < until {
-                std::thread::sleep(crate::stop::TICK);
+                std::thread::sleep(Duration::from_millis(1));
             }
             if handle.is_finished() {
                 let _ = handle.join();

@@ -44,6 +44,8 @@ struct Remote {
     held: AtomicBool,
     committed: Mutex<u64>,
     progress: Condvar,
+    /// The run is over: waits for progress end at once.
+    over: AtomicBool,
 }
 
 impl Stop {
@@ -134,9 +136,19 @@ impl Stop {
         let (n, _) = self
             .1
             .progress
-            .wait_timeout_while(n, timeout, |n| *n <= seen)
+            .wait_timeout_while(n, timeout, |n| {
+                *n <= seen && !self.1.over.load(Ordering::SeqCst)
+            })
             .unwrap_or_else(|p| p.into_inner());
         *n
+    }
+
+    /// The run is over: every [`Stop::wait_progress`], now and later, returns at once (the
+    /// heartbeat thread ends without waiting out its tick).
+    pub fn run_over(&self) {
+        let _n = self.1.committed.lock().unwrap_or_else(|p| p.into_inner());
+        self.1.over.store(true, Ordering::SeqCst);
+        self.1.progress.notify_all();
     }
 
     /// Sleep, waking early with `Err(Interrupted)` when a signal arrives.
@@ -156,6 +168,24 @@ impl Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_the_run_ends_a_wait_for_progress_at_once() {
+        let stop = Stop::default();
+        let other = stop.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            other.run_over();
+        });
+        let started = Instant::now();
+        assert_eq!(stop.wait_progress(0, Duration::from_secs(30)), 0);
+        t.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        // And every later wait.
+        let again = Instant::now();
+        stop.wait_progress(0, Duration::from_secs(30));
+        assert!(again.elapsed() < Duration::from_millis(100));
+    }
 
     #[test]
     fn a_raised_stop_cuts_a_long_sleep_short() {

@@ -559,6 +559,37 @@ fn received<S: Stream>(rows: &[S::Row], rejected: &[Rejected]) -> usize {
         + unkeyed
 }
 
+/// One field of every row of a day, as an array parameter of a stream's upsert (`unnest`).
+macro_rules! column {
+    ($rows:expr, $field:ident) => {
+        $rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
+    };
+}
+pub(crate) use column;
+
+/// Run a stream's upsert of a day's `records` rows and count what it did: `with_up` is
+/// `WITH up AS (INSERT … ON CONFLICT … DO UPDATE … WHERE changed RETURNING (xmax = 0) AS
+/// inserted)`, an unchanged record is not returned.
+pub(crate) fn upsert(
+    tx: &mut postgres::Transaction<'_>,
+    with_up: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+    records: usize,
+) -> Result<DayWrite, postgres::Error> {
+    let row = tx.query_one(
+        &format!(
+            "{with_up}\n SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up"
+        ),
+        params,
+    )?;
+    Ok(DayWrite {
+        orders: records as u64,
+        inserted: row.get::<_, i64>(0) as u64,
+        updated: row.get::<_, i64>(1) as u64,
+        rejected: 0,
+    })
+}
+
 /// A page of an answer paged by `data.cursor` + `data.has_more` (refunds, the ledger): its
 /// records split into rows and rejections, and the next cursor while `has_more`. When an answer
 /// lacks `has_more` (never seen), a full page (`page_size` records) with a cursor asks for the

@@ -11,7 +11,7 @@
 //! the incremental mode picks it up; it re-reads `OVERLAP_SECS` before the checkpoint for the
 //! platform's indexing lag (seconds on average, minutes at p99).
 
-use super::{cursor_page, Page, Stream};
+use super::{column, cursor_page, upsert, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
 use crate::order::{self, Rejected};
@@ -221,14 +221,10 @@ impl Stream for Refunds {
         if rows.is_empty() {
             return Ok(DayWrite::default());
         }
-        macro_rules! column {
-            ($field:ident) => {
-                rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-            };
-        }
         let ids: Vec<&str> = rows.iter().map(|r| r.after_sale_id.as_str()).collect();
         let raws: Vec<&str> = rows.iter().map(|r| r.raw.get()).collect();
-        let row = tx.query_one(
+        upsert(
+            tx,
             "WITH up AS (
                  INSERT INTO refunds AS f (after_sale_id, order_id, account_id, status, refund_type,
                         create_time, update_time, audit_time, complete_time, refund_amount,
@@ -262,32 +258,26 @@ impl Stream for Refunds {
                   WHERE f.raw_data IS DISTINCT FROM EXCLUDED.raw_data
                      OR f.account_id IS DISTINCT FROM EXCLUDED.account_id
                  RETURNING (xmax = 0) AS inserted
-             )
-             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+             )",
             &[
                 &account_id,
                 &ids,
-                &column!(order_id),
-                &column!(account_id),
-                &column!(status),
-                &column!(refund_type),
-                &column!(create_time),
-                &column!(update_time),
-                &column!(audit_time),
-                &column!(complete_time),
-                &column!(refund_amount),
-                &column!(total_refund_amount),
-                &column!(real_refund_amount),
-                &column!(reject_reason),
+                &column!(rows, order_id),
+                &column!(rows, account_id),
+                &column!(rows, status),
+                &column!(rows, refund_type),
+                &column!(rows, create_time),
+                &column!(rows, update_time),
+                &column!(rows, audit_time),
+                &column!(rows, complete_time),
+                &column!(rows, refund_amount),
+                &column!(rows, total_refund_amount),
+                &column!(rows, real_refund_amount),
+                &column!(rows, reject_reason),
                 &raws,
             ],
-        )?;
-        Ok(DayWrite {
-            rejected: 0,
-            orders: rows.len() as u64,
-            inserted: row.get::<_, i64>(0) as u64,
-            updated: row.get::<_, i64>(1) as u64,
-        })
+            rows.len(),
+        )
     }
 }
 

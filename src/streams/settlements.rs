@@ -12,7 +12,7 @@
 //! documented hour, for two or three requests a run.
 
 use super::refunds::{fen, key_of};
-use super::{cursor_page, Page, Stream};
+use super::{column, cursor_page, upsert, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
 use crate::order::{self, Rejected};
@@ -263,11 +263,6 @@ impl Stream for Settlements {
         rows: &[LedgerRow],
     ) -> Result<DayWrite, postgres::Error> {
         let bill_date = local_date(span.start);
-        macro_rules! column {
-            ($field:ident) => {
-                rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-            };
-        }
         let ids: Vec<&str> = rows.iter().map(|r| r.ledger_id.as_str()).collect();
         let raws: Vec<&str> = rows.iter().map(|r| r.raw.get()).collect();
         let removed = tx.execute(
@@ -285,7 +280,8 @@ impl Stream for Settlements {
         if rows.is_empty() {
             return Ok(DayWrite::default());
         }
-        let row = tx.query_one(
+        upsert(
+            tx,
             "WITH up AS (
                  INSERT INTO settlements AS s (ledger_id, account_id, bill_date, order_id,
                         item_order_id, certificate_id, code, sku_id, poi_id, ledger_time, status,
@@ -323,34 +319,28 @@ impl Stream for Settlements {
                      OR s.account_id IS DISTINCT FROM EXCLUDED.account_id
                      OR s.bill_date IS DISTINCT FROM EXCLUDED.bill_date
                  RETURNING (xmax = 0) AS inserted
-             )
-             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+             )",
             &[
                 &account_id,
                 &bill_date,
                 &ids,
-                &column!(order_id),
-                &column!(item_order_id),
-                &column!(certificate_id),
-                &column!(code),
-                &column!(sku_id),
-                &column!(poi_id),
-                &column!(ledger_time),
-                &column!(status),
-                &column!(original_amount),
-                &column!(pay_amount),
-                &column!(coupon_pay_amount),
-                &column!(merchant_ticket_amount),
-                &column!(goods_amount),
+                &column!(rows, order_id),
+                &column!(rows, item_order_id),
+                &column!(rows, certificate_id),
+                &column!(rows, code),
+                &column!(rows, sku_id),
+                &column!(rows, poi_id),
+                &column!(rows, ledger_time),
+                &column!(rows, status),
+                &column!(rows, original_amount),
+                &column!(rows, pay_amount),
+                &column!(rows, coupon_pay_amount),
+                &column!(rows, merchant_ticket_amount),
+                &column!(rows, goods_amount),
                 &raws,
             ],
-        )?;
-        Ok(DayWrite {
-            rejected: 0,
-            orders: rows.len() as u64,
-            inserted: row.get::<_, i64>(0) as u64,
-            updated: row.get::<_, i64>(1) as u64,
-        })
+            rows.len(),
+        )
     }
 }
 

@@ -9,7 +9,7 @@
 //! and `cancel_time` but not `verify_time`, so the incremental mode reads the last
 //! `VERIFY_LOOKBACK_DAYS` again (see README, "Streams").
 
-use super::{int_of, Next, Page, Stream};
+use super::{column, int_of, upsert, Next, Page, Stream};
 use crate::config::Config;
 use crate::douyin::Answer;
 use crate::order::{self, Rejected};
@@ -306,14 +306,10 @@ impl Stream for Verifications {
         if rows.is_empty() {
             return Ok(DayWrite::default());
         }
-        macro_rules! column {
-            ($field:ident) => {
-                rows.iter().map(|r| r.$field.clone()).collect::<Vec<_>>()
-            };
-        }
         let ids: Vec<&str> = rows.iter().map(|r| r.verify_id.as_str()).collect();
         let raws: Vec<&str> = rows.iter().map(|r| r.raw.as_str()).collect();
-        let row = tx.query_one(
+        upsert(
+            tx,
             "WITH up AS (
                  INSERT INTO verifications AS v (verify_id, account_id, certificate_id, code,
                         order_id, verify_time, status, cancel_time, verify_type, can_cancel,
@@ -352,34 +348,28 @@ impl Stream for Verifications {
                   WHERE v.raw_data IS DISTINCT FROM EXCLUDED.raw_data
                      OR v.account_id IS DISTINCT FROM EXCLUDED.account_id
                  RETURNING (xmax = 0) AS inserted
-             )
-             SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+             )",
             &[
                 &account_id,
                 &ids,
-                &column!(certificate_id),
-                &column!(code),
-                &column!(order_id),
-                &column!(verify_time),
-                &column!(status),
-                &column!(cancel_time),
-                &column!(verify_type),
-                &column!(can_cancel),
-                &column!(original_amount),
-                &column!(pay_amount),
-                &column!(merchant_ticket_amount),
-                &column!(sku_id),
-                &column!(sku_title),
-                &column!(poi_id),
+                &column!(rows, certificate_id),
+                &column!(rows, code),
+                &column!(rows, order_id),
+                &column!(rows, verify_time),
+                &column!(rows, status),
+                &column!(rows, cancel_time),
+                &column!(rows, verify_type),
+                &column!(rows, can_cancel),
+                &column!(rows, original_amount),
+                &column!(rows, pay_amount),
+                &column!(rows, merchant_ticket_amount),
+                &column!(rows, sku_id),
+                &column!(rows, sku_title),
+                &column!(rows, poi_id),
                 &raws,
             ],
-        )?;
-        Ok(DayWrite {
-            orders: rows.len() as u64,
-            inserted: row.get::<_, i64>(0) as u64,
-            updated: row.get::<_, i64>(1) as u64,
-            rejected: 0,
-        })
+            rows.len(),
+        )
     }
 }
 

@@ -80,12 +80,8 @@ impl Pacer {
             max_qps,
             state: Mutex::new(State {
                 rate: f64::from(max_qps),
-                // The first `burst` requests may leave at once.
-                next_slot: now
-                    .checked_sub(Duration::from_secs_f64(
-                        f64::from(burst(max_qps) - 1) / f64::from(max_qps),
-                    ))
-                    .unwrap_or(now),
+                // Long ago: the first request finds the whole burst credit (`acquire` caps it).
+                next_slot: now.checked_sub(Duration::from_secs(1)).unwrap_or(now),
                 recent: VecDeque::with_capacity(max_qps as usize + 1),
                 last_change: now,
                 next_ticket: 0,

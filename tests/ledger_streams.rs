@@ -11,38 +11,14 @@ use support::fake_douyin::ledger::{
     generate_ledger, generate_refunds, LedgerFaults, LEDGER_PATH, REFUNDS_PATH,
 };
 use support::fake_douyin::Faults;
-use support::setup::{local_midnight_now, now, World, ACCOUNT, DAY, MARCH_1};
+use support::setup::{local_midnight_now, now, text, yuan, World, ACCOUNT, DAY, MARCH_1};
 
 const DATES: [&str; 3] = ["2024-03-01", "2024-03-02", "2024-03-03"];
 
 /// A JSON number or numeric string.
 fn int(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
+    v.and_then(support::setup::int)
 }
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn yuan(fen: Option<i64>) -> Option<String> {
-    fen.map(|f| {
-        format!(
-            "{}{}.{:02}",
-            if f < 0 { "-" } else { "" },
-            f.abs() / 100,
-            f.abs() % 100
-        )
-    })
-}
-
 fn epoch(v: Option<&Value>) -> Option<String> {
     int(v).filter(|t| *t != 0).map(|t| t.to_string())
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use support::fake_douyin::{generate_verifications, Faults, ORDER_QUERY_PATH, VERIFY_PATH};
-use support::setup::{int, World, ACCOUNT, DAY, MARCH_1};
+use support::setup::{int, text, yuan, World, ACCOUNT, DAY, MARCH_1};
 use support::{SIGINT, SIGTERM};
 
 /// The columns of a stored verification, as text (NULL as None).
@@ -70,26 +70,6 @@ fn verifications(w: &World) -> BTreeMap<String, StoredVerification> {
             )
         })
         .collect()
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Fen as the numeric(12,2) text PostgreSQL prints.
-fn yuan(fen: Option<i64>) -> Option<String> {
-    fen.map(|f| {
-        format!(
-            "{}{}.{:02}",
-            if f < 0 { "-" } else { "" },
-            f.abs() / 100,
-            f.abs() % 100
-        )
-    })
 }
 
 /// What the table must hold for a served record, derived here independently of the job.

@@ -156,12 +156,25 @@ pub fn int(v: &serde_json::Value) -> Option<i64> {
     }
 }
 
-fn text(v: Option<&serde_json::Value>) -> Option<String> {
+/// A JSON string (not empty) or number as text.
+pub fn text(v: Option<&serde_json::Value>) -> Option<String> {
     match v? {
         serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Fen as the numeric(12,2) text PostgreSQL prints.
+pub fn yuan(fen: Option<i64>) -> Option<String> {
+    fen.map(|f| {
+        format!(
+            "{}{}.{:02}",
+            if f < 0 { "-" } else { "" },
+            f.abs() / 100,
+            f.abs() % 100
+        )
+    })
 }
 
 /// The table holds exactly the served orders, each once, each field as served.
